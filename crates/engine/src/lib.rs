@@ -1,0 +1,71 @@
+//! Ringcache's eviction engine: the store every partition shard of a node runs.
+//!
+//! It is a bounded in-memory map from byte keys to byte values with per-entry metadata
+//! (version, flags, TTL, time-to-idle, pinning), a choice of eviction policies that can
+//! be switched on a live engine, removal notifications with a cause, and counters. It
+//! is synchronous and does no I/O: no threads, no sockets, no system clock (time comes
+//! through [`Clock`]). It is not a network cache, a persistence layer or a loader; the
+//! node crate builds those on top.
+//!
+//! # Layout
+//! - [`engine`](Engine): the sharded, thread-safe front and its builder.
+//! - `shard`: one lock's worth of state: slab of nodes, hash table of slot indices,
+//!   expiry heap, accounting, and the policy.
+//! - `policy`: LRU, FIFO, LFU with aging, Random, TTL, S3-FIFO and the adaptive default
+//!   (window TinyLFU with a hill-climbed window), all over intrusive index links.
+//! - [`Clock`], [`SystemClock`], [`MockClock`]: monotonic time.
+//! - [`Stats`], [`Removal`], [`RemovalCause`]: what happened.
+//!
+//! # Accounting
+//! In [`Capacity::Bytes`] mode every entry is charged `key.len() + value.len() +`
+//! [`ENTRY_OVERHEAD`] unless the insert names its own charge; in [`Capacity::Entries`]
+//! mode every entry is charged 1. After every call, each shard's charge is within its
+//! share of the bound (pinned entries aside, see [`Engine::set_capacity`]).
+//!
+//! # Expiry
+//! Deadlines are monotonic nanoseconds. An expired entry is never returned. Expired
+//! entries are reclaimed from a min-heap of deadlines: a few per write and per 64
+//! reads, before any live entry is evicted, and by [`Engine::reclaim_expired`].
+//! Idle deadlines move on every read without touching the heap; the heap is corrected
+//! lazily when such an entry reaches its top.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use ringcache_engine::{Capacity, Engine, InsertOptions, MockClock};
+//!
+//! let clock = MockClock::new();
+//! let engine = Engine::builder(Capacity::Entries(1000))
+//!     .clock(Arc::new(clock.clone()))
+//!     .build();
+//! engine.insert(b"session:1", Bytes::from_static(b"alice"),
+//!     &InsertOptions::new().ttl(Duration::from_secs(30)))?;
+//! assert!(engine.get(b"session:1").is_some());
+//! clock.advance(Duration::from_secs(31));
+//! assert!(engine.get(b"session:1").is_none());
+//! # Ok::<(), ringcache_engine::InsertError>(())
+//! ```
+
+mod clock;
+mod engine;
+mod entry;
+mod heap;
+mod node;
+mod policy;
+mod policy_kind;
+mod shard;
+mod stats;
+
+pub use clock::{Clock, MockClock, SystemClock, Timestamp};
+pub use engine::{Engine, EngineBuilder, RemovalListener};
+pub use entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+pub use policy_kind::{Capacity, Policy, UnknownPolicy};
+pub use stats::{Removal, RemovalCause, Stats};
+
+/// Bytes charged per entry on top of its key and value in [`Capacity::Bytes`] mode: the
+/// node record plus its hash-table slot (index and control byte, rounded up), plus the
+/// policy's per-entry share (expiry heap slot or random-array slot). Measured from the
+/// real struct sizes, so it is exact for this build, not an estimate.
+pub const ENTRY_OVERHEAD: u64 = (std::mem::size_of::<node::Node>() + 16) as u64;

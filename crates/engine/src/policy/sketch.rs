@@ -1,0 +1,95 @@
+//! A count-min sketch of 4-bit counters, blocked so that one key's four counters share a
+//! 64-byte cache line (one miss per increment or estimate). Counters saturate at 15 and
+//! are all halved after `sample` increments, which both ages the history and bounds the
+//! error (the TinyLFU "reset").
+
+/// Words per block: 8 × 64 bits = one cache line.
+const BLOCK_WORDS: usize = 8;
+const RESET_MASK: u64 = 0x7777_7777_7777_7777;
+
+#[derive(Debug)]
+pub(crate) struct FrequencySketch {
+    table: Vec<u64>,
+    block_mask: u64,
+    /// Increments since the last reset.
+    size: u64,
+    /// Increments between resets: 10 × the entries the sketch is sized for.
+    sample: u64,
+    capacity: usize,
+}
+
+impl FrequencySketch {
+    /// A sketch sized for about `entries` distinct hot keys.
+    pub(crate) fn new(entries: usize) -> Self {
+        let capacity = entries.clamp(16, 1 << 26);
+        let words = capacity.next_power_of_two().max(BLOCK_WORDS);
+        Self {
+            table: vec![0; words],
+            block_mask: (words / BLOCK_WORDS - 1) as u64,
+            size: 0,
+            sample: 10 * capacity as u64,
+            capacity,
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The sample period (increments per reset).
+    pub(crate) fn sample_size(&self) -> u64 {
+        self.sample
+    }
+
+    /// Slot of counter `k` (0..4) for `hash`: (word index, shift).
+    #[inline]
+    fn slot(&self, hash: u64, k: u32) -> (usize, u32) {
+        // The block comes from the low bits; the counter positions from an independent
+        // remix so that keys sharing a block rarely share all four counters.
+        let block = (hash & self.block_mask) as usize * BLOCK_WORDS;
+        let h = (hash ^ (hash >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> (k * 8);
+        let word = block + ((k as usize) << 1) + (h as usize & 1);
+        let nibble = ((h >> 1) & 15) as u32;
+        (word, nibble << 2)
+    }
+
+    /// Estimated frequency of `hash` (0..=15).
+    #[inline]
+    pub(crate) fn frequency(&self, hash: u64) -> u32 {
+        let mut min = 15;
+        for k in 0..4 {
+            let (w, s) = self.slot(hash, k);
+            min = min.min(((self.table[w] >> s) & 15) as u32);
+        }
+        min
+    }
+
+    /// Counts one access of `hash`.
+    #[inline]
+    pub(crate) fn increment(&mut self, hash: u64) {
+        let mut added = false;
+        for k in 0..4 {
+            let (w, s) = self.slot(hash, k);
+            if (self.table[w] >> s) & 15 != 15 {
+                self.table[w] += 1 << s;
+                added = true;
+            }
+        }
+        if added {
+            self.size += 1;
+            if self.size >= self.sample {
+                self.reset();
+            }
+        }
+    }
+
+    /// Halves every counter.
+    fn reset(&mut self) {
+        let mut odd = 0u64;
+        for w in &mut self.table {
+            odd += u64::from((*w & 0x1111_1111_1111_1111).count_ones());
+            *w = (*w >> 1) & RESET_MASK;
+        }
+        self.size = (self.size - (odd >> 2)) >> 1;
+    }
+}

@@ -1,0 +1,642 @@
+//! One shard: a slab of nodes, a hash table of slot indices, an expiry heap and the
+//! policy that orders the unpinned nodes. Everything here runs under the shard's lock.
+
+use bytes::Bytes;
+use hashbrown::HashTable;
+
+use crate::clock::Clock;
+use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+use crate::heap::{HeapSlots, IndexedHeap};
+use crate::node::{NEVER, NIL, Node, ix};
+use crate::policy::{PolicyState, Sizing};
+use crate::stats::{Removal, RemovalCause, Stats};
+use crate::{ENTRY_OVERHEAD, Policy};
+
+/// Expired entries reclaimed per write, and per [`READ_RECLAIM_PERIOD`] reads.
+const RECLAIM_BUDGET: usize = 4;
+const READ_RECLAIM_PERIOD: u32 = 64;
+
+/// Removed entries waiting to be handed to the listener once the lock is released.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
+    pub(crate) enabled: bool,
+    pub(crate) events: Vec<Removal>,
+}
+
+/// The current time, read at most once per call and only if needed.
+pub(crate) struct Now<'a> {
+    clock: &'a dyn Clock,
+    t: Option<u64>,
+}
+
+impl<'a> Now<'a> {
+    pub(crate) fn new(clock: &'a dyn Clock) -> Self {
+        Self { clock, t: None }
+    }
+    #[inline]
+    fn get(&mut self) -> u64 {
+        *self.t.get_or_insert_with(|| self.clock.now().0)
+    }
+}
+
+struct ExpirySlots<'a>(&'a mut [Node]);
+
+impl HeapSlots for ExpirySlots<'_> {
+    fn key(&self, i: u32) -> (u64, u64) {
+        let n = &self.0[ix(i)];
+        (n.filed_deadline, n.stamp)
+    }
+    fn set_pos(&mut self, i: u32, pos: u32) {
+        self.0[ix(i)].exp_pos = pos;
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    table: HashTable<u32>,
+    policy: PolicyState,
+    expiry: IndexedHeap,
+    limit: u64,
+    entries_mode: bool,
+    used: u64,
+    pinned_used: u64,
+    pinned_entries: u64,
+    stamp: u64,
+    stats: Stats,
+    reads: u32,
+    seed: u64,
+}
+
+impl Shard {
+    pub(crate) fn new(limit: u64, entries_mode: bool, policy: Policy, seed: u64) -> Self {
+        let sizing = Sizing {
+            limit,
+            entries_mode,
+        };
+        Self {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            table: HashTable::new(),
+            policy: PolicyState::new(policy, sizing, seed),
+            expiry: IndexedHeap::default(),
+            limit,
+            entries_mode,
+            used: 0,
+            pinned_used: 0,
+            pinned_entries: 0,
+            stamp: 0,
+            stats: Stats::default(),
+            reads: 0,
+            seed,
+        }
+    }
+
+    fn sizing(&self) -> Sizing {
+        Sizing {
+            limit: self.limit,
+            entries_mode: self.entries_mode,
+        }
+    }
+
+    pub(crate) fn policy(&self) -> Policy {
+        self.policy.kind()
+    }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            used: self.used,
+            entries: self.table.len() as u64,
+            pinned_used: self.pinned_used,
+            pinned_entries: self.pinned_entries,
+            capacity: self.limit,
+            ..self.stats
+        }
+    }
+
+    #[inline]
+    fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.table
+            .find(hash, |&i| *nodes[ix(i)].key == *key)
+            .copied()
+    }
+
+    /// `i` if it is live at `now`; otherwise removes it (cause expired) and returns None.
+    #[inline]
+    fn live_at(&mut self, i: u32, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
+        let n = &self.nodes[ix(i)];
+        if n.expires() && n.effective_deadline() <= now.get() {
+            self.remove(i, RemovalCause::Expired, sink);
+            return None;
+        }
+        Some(i)
+    }
+
+    fn view(&self, i: u32, now: &mut Now<'_>) -> EntryView {
+        let n = &self.nodes[ix(i)];
+        let expires_in = n.expires().then(|| {
+            std::time::Duration::from_nanos(n.effective_deadline().saturating_sub(now.get()))
+        });
+        EntryView {
+            value: n.value.clone(),
+            version: n.version,
+            flags: n.flags,
+            expires_in,
+            pinned: n.pinned,
+            charge: n.charge,
+        }
+    }
+
+    /// A read: counts a hit or miss and lets the policy see the access.
+    #[inline]
+    pub(crate) fn get(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<Bytes> {
+        self.read(key, hash, now, sink).map(|i| self.nodes[ix(i)].value.clone())
+    }
+
+    /// Like [`Shard::get`] with metadata.
+    pub(crate) fn get_entry(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<EntryView> {
+        self.read(key, hash, now, sink).map(|i| self.view(i, now))
+    }
+
+    #[inline]
+    fn read(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
+        self.reads = self.reads.wrapping_add(1);
+        if self.reads % READ_RECLAIM_PERIOD == 0 && !self.expiry.is_empty() {
+            self.reclaim(now.get(), RECLAIM_BUDGET, sink);
+        }
+        let found = match self.find(key, hash) {
+            Some(i) => self.live_at(i, now, sink),
+            None => None,
+        };
+        let Some(i) = found else {
+            self.stats.misses += 1;
+            return None;
+        };
+        let n = &mut self.nodes[ix(i)];
+        if n.tti != 0 {
+            n.last_access = now.get();
+        }
+        if !n.pinned {
+            self.policy.touch(&mut self.nodes, i);
+        }
+        self.stats.hits += 1;
+        Some(i)
+    }
+
+    /// A read that changes nothing: no stats, no policy access, no idle-time refresh.
+    pub(crate) fn peek(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>) -> Option<EntryView> {
+        let i = self.find(key, hash)?;
+        let n = &self.nodes[ix(i)];
+        if n.expires() && n.effective_deadline() <= now.get() {
+            return None;
+        }
+        Some(self.view(i, now))
+    }
+
+    fn charge_of(&self, key: &[u8], value: &Bytes, opts: &InsertOptions) -> u64 {
+        opts.charge.unwrap_or(if self.entries_mode {
+            1
+        } else {
+            key.len() as u64 + value.len() as u64 + ENTRY_OVERHEAD
+        })
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        value: Bytes,
+        opts: &InsertOptions,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Result<InsertOutcome, InsertError> {
+        let charge = self.charge_of(key, &value, opts);
+        if charge > self.limit {
+            return Err(InsertError::TooLarge {
+                charge,
+                limit: self.limit,
+            });
+        }
+        if !self.expiry.is_empty() {
+            self.reclaim(now.get(), RECLAIM_BUDGET, sink);
+        }
+        let existing = match self.find(key, hash) {
+            Some(i) => self.live_at(i, now, sink),
+            None => None,
+        };
+        let current = existing.map(|i| self.nodes[ix(i)].version);
+        let holds = match opts.condition {
+            Condition::Always => true,
+            Condition::IfAbsent => current.is_none(),
+            Condition::IfVersion(v) => current == Some(v),
+        };
+        if !holds {
+            return Err(InsertError::ConditionFailed { current });
+        }
+        let (old_charge, old_pinned) = existing.map_or((0, false), |i| {
+            let n = &self.nodes[ix(i)];
+            (n.charge, n.pinned)
+        });
+        let pinned_after = self.pinned_used - if old_pinned { old_charge } else { 0 }
+            + if opts.pinned { charge } else { 0 };
+        if pinned_after + if opts.pinned { 0 } else { charge } > self.limit {
+            self.stats.no_room += 1;
+            return Err(InsertError::NoRoom {
+                charge,
+                pinned: self.pinned_used,
+                limit: self.limit,
+            });
+        }
+
+        let deadline = opts.ttl.map_or(NEVER, |d| {
+            crate::clock::Timestamp(now.get()).saturating_add(d).0
+        });
+        let tti = opts
+            .tti
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
+        let last_access = if tti != 0 { now.get() } else { 0 };
+
+        let (i, outcome) = if let Some(i) = existing {
+            let n = &mut self.nodes[ix(i)];
+            let old_value = std::mem::replace(&mut n.value, value);
+            let previous_version = n.version;
+            if sink.enabled {
+                sink.events.push(Removal {
+                    key: n.key.clone(),
+                    value: old_value,
+                    version: previous_version,
+                    cause: RemovalCause::Replaced,
+                });
+            }
+            n.version = opts.version;
+            n.flags = opts.flags;
+            n.charge = charge;
+            n.deadline = deadline;
+            n.tti = tti;
+            n.last_access = last_access;
+            self.used = self.used - old_charge + charge;
+            self.stats.replaced += 1;
+            self.stats.updates += 1;
+            match (old_pinned, opts.pinned) {
+                (true, true) => self.pinned_used = self.pinned_used - old_charge + charge,
+                (true, false) => {
+                    self.pinned_used -= old_charge;
+                    self.pinned_entries -= 1;
+                    self.nodes[ix(i)].pinned = false;
+                    self.policy.admit(&mut self.nodes, i);
+                }
+                (false, true) => {
+                    self.policy.forget(&mut self.nodes, i);
+                    self.nodes[ix(i)].pinned = true;
+                    self.pinned_used += charge;
+                    self.pinned_entries += 1;
+                }
+                (false, false) => {
+                    self.policy.reweigh(&mut self.nodes, i, old_charge);
+                    self.policy.deadline_changed(&mut self.nodes, i);
+                    self.policy.touch(&mut self.nodes, i);
+                }
+            }
+            self.refile(i);
+            (i, InsertOutcome::Replaced { previous_version })
+        } else {
+            let i = self.alloc(Node {
+                key: key.into(),
+                value,
+                hash,
+                charge,
+                version: opts.version,
+                stamp: 0,
+                deadline,
+                tti,
+                last_access,
+                filed_deadline: NEVER,
+                exp_pos: NIL,
+                prev: NIL,
+                next: NIL,
+                aux: 0,
+                tag: 0,
+                pinned: opts.pinned,
+                live: true,
+                flags: opts.flags,
+            });
+            let nodes = &self.nodes;
+            self.table
+                .insert_unique(hash, i, |&j| nodes[ix(j)].hash);
+            self.used += charge;
+            self.stats.inserts += 1;
+            if opts.pinned {
+                self.pinned_used += charge;
+                self.pinned_entries += 1;
+            } else {
+                self.policy.entries_grew(self.table.len());
+                self.policy.admit(&mut self.nodes, i);
+            }
+            self.refile(i);
+            (i, InsertOutcome::Inserted)
+        };
+
+        let rejected = self.make_room(now, sink, Some(i));
+        Ok(if rejected { InsertOutcome::Rejected } else { outcome })
+    }
+
+    fn alloc(&mut self, mut node: Node) -> u32 {
+        self.stamp += 1;
+        node.stamp = self.stamp;
+        if let Some(i) = self.free.pop() {
+            self.nodes[ix(i)] = node;
+            i
+        } else {
+            let i = u32::try_from(self.nodes.len()).expect("a shard holds fewer than 2^32 entries");
+            assert!(i != NIL, "a shard holds fewer than 2^32 - 1 entries");
+            self.nodes.push(node);
+            i
+        }
+    }
+
+    /// Evicts (expired entries first) until within the bound. Returns whether `fresh`
+    /// was among the victims.
+    fn make_room(&mut self, now: &mut Now<'_>, sink: &mut Sink, fresh: Option<u32>) -> bool {
+        let mut hit_fresh = false;
+        while self.used > self.limit {
+            if !self.expiry.is_empty() && self.reclaim(now.get(), 1, sink) > 0 {
+                continue;
+            }
+            let Some(victim) = self.policy.evict(&mut self.nodes) else {
+                // Only pinned entries are left; inserts checked for room, so this is
+                // reachable only after the bound shrank below the pinned charge.
+                break;
+            };
+            if Some(victim) == fresh {
+                hit_fresh = true;
+            }
+            self.release(victim, RemovalCause::Size, sink);
+        }
+        hit_fresh
+    }
+
+    /// Puts `i` in the expiry heap at its current deadline (or takes it out).
+    fn refile(&mut self, i: u32) {
+        let n = &mut self.nodes[ix(i)];
+        let deadline = n.effective_deadline();
+        let pos = n.exp_pos;
+        n.filed_deadline = deadline;
+        let mut slots = ExpirySlots(&mut self.nodes);
+        match (pos != NIL, deadline != NEVER) {
+            (true, true) => self.expiry.update(&mut slots, pos),
+            (true, false) => {
+                self.expiry.remove_at(&mut slots, pos);
+            }
+            (false, true) => self.expiry.push(&mut slots, i),
+            (false, false) => {}
+        }
+    }
+
+    /// Removes up to `budget` expired entries. Entries whose idle deadline moved on are
+    /// refiled (that costs no budget: each refile follows a real access).
+    pub(crate) fn reclaim(&mut self, now: u64, budget: usize, sink: &mut Sink) -> usize {
+        let mut removed = 0;
+        while removed < budget {
+            let Some(top) = self.expiry.peek() else { break };
+            let n = &self.nodes[ix(top)];
+            if n.filed_deadline > now {
+                break;
+            }
+            if n.effective_deadline() > now {
+                self.refile(top);
+                continue;
+            }
+            self.remove(top, RemovalCause::Expired, sink);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Removes a live entry that the policy still links.
+    fn remove(&mut self, i: u32, cause: RemovalCause, sink: &mut Sink) {
+        if !self.nodes[ix(i)].pinned {
+            self.policy.forget(&mut self.nodes, i);
+        }
+        self.release(i, cause, sink);
+    }
+
+    /// Frees a live entry the policy no longer links.
+    fn release(&mut self, i: u32, cause: RemovalCause, sink: &mut Sink) {
+        let pos = self.nodes[ix(i)].exp_pos;
+        if pos != NIL {
+            self.expiry.remove_at(&mut ExpirySlots(&mut self.nodes), pos);
+        }
+        let hash = self.nodes[ix(i)].hash;
+        if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        let n = std::mem::replace(&mut self.nodes[ix(i)], Node::vacant());
+        self.used -= n.charge;
+        if n.pinned {
+            self.pinned_used -= n.charge;
+            self.pinned_entries -= 1;
+        }
+        match cause {
+            RemovalCause::Expired => self.stats.expired += 1,
+            RemovalCause::Explicit => self.stats.explicit += 1,
+            RemovalCause::Replaced => self.stats.replaced += 1,
+            RemovalCause::Size => self.stats.evicted += 1,
+        }
+        if sink.enabled {
+            sink.events.push(Removal {
+                key: n.key,
+                value: n.value,
+                version: n.version,
+                cause,
+            });
+        }
+        self.free.push(i);
+    }
+
+    pub(crate) fn remove_key(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        condition: Condition,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Result<Option<EntryView>, InsertError> {
+        let found = match self.find(key, hash) {
+            Some(i) => self.live_at(i, now, sink),
+            None => None,
+        };
+        let current = found.map(|i| self.nodes[ix(i)].version);
+        match condition {
+            Condition::IfVersion(v) if current != Some(v) => {
+                return Err(InsertError::ConditionFailed { current });
+            }
+            _ => {}
+        }
+        let Some(i) = found else { return Ok(None) };
+        let view = self.view(i, now);
+        self.remove(i, RemovalCause::Explicit, sink);
+        Ok(Some(view))
+    }
+
+    /// Sets a new TTL (`None`: no TTL) on a live entry. Returns whether it exists.
+    pub(crate) fn set_ttl(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        ttl: Option<std::time::Duration>,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> bool {
+        let Some(i) = self.find(key, hash).and_then(|i| self.live_at(i, now, sink)) else {
+            return false;
+        };
+        let t = now.get();
+        let n = &mut self.nodes[ix(i)];
+        n.deadline = ttl.map_or(NEVER, |d| crate::clock::Timestamp(t).saturating_add(d).0);
+        if n.tti != 0 {
+            n.last_access = t;
+        }
+        let pinned = n.pinned;
+        if !pinned {
+            self.policy.deadline_changed(&mut self.nodes, i);
+        }
+        self.refile(i);
+        true
+    }
+
+    /// Pins or unpins a live entry. Returns whether it exists.
+    pub(crate) fn set_pinned(&mut self, key: &[u8], hash: u64, pin: bool, now: &mut Now<'_>, sink: &mut Sink) -> bool {
+        let Some(i) = self.find(key, hash).and_then(|i| self.live_at(i, now, sink)) else {
+            return false;
+        };
+        let n = &mut self.nodes[ix(i)];
+        if n.pinned == pin {
+            return true;
+        }
+        n.pinned = pin;
+        let charge = n.charge;
+        if pin {
+            self.policy.forget(&mut self.nodes, i);
+            self.pinned_used += charge;
+            self.pinned_entries += 1;
+        } else {
+            self.pinned_used -= charge;
+            self.pinned_entries -= 1;
+            self.policy.admit(&mut self.nodes, i);
+        }
+        true
+    }
+
+    /// Removes every live entry for which `keep` returns false (cause explicit).
+    pub(crate) fn retain(
+        &mut self,
+        keep: &mut dyn FnMut(&[u8], &EntryView) -> bool,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> usize {
+        let mut removed = 0;
+        for i in 0..self.nodes.len() {
+            let i = u32::try_from(i).expect("slot index fits u32");
+            if !self.nodes[ix(i)].live {
+                continue;
+            }
+            if self.live_at(i, now, sink).is_none() {
+                continue;
+            }
+            let view = self.view(i, now);
+            if !keep(&self.nodes[ix(i)].key, &view) {
+                self.remove(i, RemovalCause::Explicit, sink);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Calls `f` on every live entry, oldest insertion first.
+    pub(crate) fn for_each(&mut self, f: &mut dyn FnMut(&[u8], &EntryView), now: &mut Now<'_>) {
+        let mut order: Vec<u32> = (0..self.nodes.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| self.nodes[ix(i)].live)
+            .collect();
+        order.sort_unstable_by_key(|&i| self.nodes[ix(i)].stamp);
+        for i in order {
+            let n = &self.nodes[ix(i)];
+            if n.expires() && n.effective_deadline() <= now.get() {
+                continue;
+            }
+            let view = self.view(i, now);
+            f(&self.nodes[ix(i)].key, &view);
+        }
+    }
+
+    /// Replaces the policy, relinking every unpinned entry in insertion order.
+    pub(crate) fn set_policy(&mut self, kind: Policy) {
+        if self.policy.kind() == kind {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.nodes.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| self.nodes[ix(i)].live && !self.nodes[ix(i)].pinned)
+            .collect();
+        order.sort_unstable_by_key(|&i| self.nodes[ix(i)].stamp);
+        self.policy = PolicyState::new(kind, self.sizing(), self.seed);
+        self.policy.entries_grew(self.table.len());
+        for &i in &order {
+            let n = &mut self.nodes[ix(i)];
+            n.prev = NIL;
+            n.next = NIL;
+            n.aux = 0;
+            n.tag = 0;
+            self.policy.admit(&mut self.nodes, i);
+        }
+    }
+
+    /// Changes the bound, evicting as needed (pinned entries stay, even over it).
+    pub(crate) fn set_limit(&mut self, limit: u64, now: &mut Now<'_>, sink: &mut Sink) {
+        self.limit = limit;
+        self.policy.resize(self.sizing());
+        self.make_room(now, sink, None);
+    }
+
+    /// Removes everything (cause explicit).
+    pub(crate) fn clear(&mut self, sink: &mut Sink) {
+        for i in 0..self.nodes.len() {
+            let i = u32::try_from(i).expect("slot index fits u32");
+            if self.nodes[ix(i)].live {
+                self.remove(i, RemovalCause::Explicit, sink);
+            }
+        }
+    }
+
+    /// Checks every internal invariant; for tests. Panics with a reason on violation.
+    #[doc(hidden)]
+    pub(crate) fn check(&self) {
+        let live: Vec<&Node> = self.nodes.iter().filter(|n| n.live).collect();
+        assert_eq!(live.len(), self.table.len(), "table and slab disagree");
+        let used: u64 = live.iter().map(|n| n.charge).sum();
+        assert_eq!(used, self.used, "used charge drifted");
+        let pinned: u64 = live.iter().filter(|n| n.pinned).map(|n| n.charge).sum();
+        assert_eq!(pinned, self.pinned_used, "pinned charge drifted");
+        assert!(
+            self.used <= self.limit || self.pinned_used > self.limit,
+            "over the bound: {} > {}",
+            self.used,
+            self.limit
+        );
+        let expiring = live.iter().filter(|n| n.expires()).count();
+        assert_eq!(expiring, self.expiry.len(), "expiry heap misses entries");
+        for &m in self.expiry.members() {
+            assert!(self.nodes[ix(m)].live, "expiry heap holds a free slot");
+        }
+    }
+}
