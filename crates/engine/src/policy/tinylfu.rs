@@ -39,6 +39,15 @@ const RESTART_THRESHOLD: f64 = 0.05;
 /// Candidates at least this frequent win a tie-breaking coin flip 1 in 128 times, so an
 /// attacker cannot pin a victim by inflating its frequency (hash flooding).
 const ADMIT_HASHDOS_THRESHOLD: u32 = 6;
+/// Wear: a probation victim that beats a candidate by more than `WEAR_MARGIN` moves to
+/// the head of probation and has its frequency halved for each such win since its last
+/// access (up to `MAX_WEAR` halvings). Without it a formerly hot key at the tail of
+/// probation beats every newcomer until the sketch's next reset (10 × capacity
+/// accesses later); with it a stale key loses its place within a few rounds while a
+/// live one is reset by its next access. Near-ties do not wear, so the members of a
+/// loop larger than the cache (whose frequencies are all about equal) keep their place.
+const MAX_WEAR: u32 = 4;
+const WEAR_MARGIN: u32 = 1;
 
 #[derive(Debug)]
 pub(crate) struct WTinyLfu {
@@ -96,7 +105,7 @@ impl WTinyLfu {
     }
 
     pub(crate) fn ensure_sketch_capacity(&mut self, entries: usize) {
-        if entries > self.sketch.capacity() {
+        if !self.entries_mode && entries > self.sketch.capacity() {
             self.sketch = FrequencySketch::new(entries.saturating_mul(2));
         }
     }
@@ -124,6 +133,7 @@ impl WTinyLfu {
         self.sketch.increment(nodes[ix(i)].hash);
         self.misses += 1;
         nodes[ix(i)].tag = WINDOW;
+        nodes[ix(i)].aux = 0;
         self.window.push_front(nodes, i);
         // While main has room, overflow from the window needs no duel.
         while self.window.weight > self.max_window {
@@ -140,6 +150,7 @@ impl WTinyLfu {
 
     pub(crate) fn touch(&mut self, nodes: &mut [Node], i: u32) {
         self.sketch.increment(nodes[ix(i)].hash);
+        nodes[ix(i)].aux = 0;
         self.hits += 1;
         match nodes[ix(i)].tag {
             WINDOW => self.window.move_to_front(nodes, i),
@@ -171,15 +182,17 @@ impl WTinyLfu {
     }
 
     /// The TinyLFU duel: does the window's candidate deserve the main victim's place?
-    fn admits(&mut self, candidate: u64, victim: u64) -> bool {
+    /// Returns (admit, the victim won by more than the wear margin).
+    fn admits(&mut self, candidate: u64, victim: u64, survived: u32) -> (bool, bool) {
         let cf = self.sketch.frequency(candidate);
-        let vf = self.sketch.frequency(victim);
+        let vf = self.sketch.frequency(victim) >> survived;
+        let strict = vf > cf + WEAR_MARGIN;
         if cf > vf {
-            true
+            (true, false)
         } else if cf >= ADMIT_HASHDOS_THRESHOLD {
-            self.rng.next_u64() & 127 == 0
+            (self.rng.next_u64() & 127 == 0, strict)
         } else {
-            false
+            (false, strict)
         }
     }
 
@@ -197,10 +210,16 @@ impl WTinyLfu {
                     self.window.unlink(nodes, cand);
                     return Some(cand);
                 };
-                if self.admits(nodes[ix(cand)].hash, nodes[ix(victim)].hash) {
+                let survived = nodes[ix(victim)].aux;
+                let (admit, strict) = self.admits(nodes[ix(cand)].hash, nodes[ix(victim)].hash, survived);
+                if admit {
                     self.forget(nodes, victim);
                     self.move_to(nodes, cand, PROBATION);
                     return Some(victim);
+                }
+                if strict && nodes[ix(victim)].tag == PROBATION {
+                    nodes[ix(victim)].aux = (survived + 1).min(MAX_WEAR);
+                    self.probation.move_to_front(nodes, victim);
                 }
                 self.window.unlink(nodes, cand);
                 return Some(cand);
