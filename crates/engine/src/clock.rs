@@ -97,7 +97,11 @@ impl MockClock {
     /// If `t` is earlier than the current mock time.
     pub fn set(&self, t: Timestamp) {
         let prev = self.nanos.swap(t.0, Ordering::SeqCst);
-        assert!(prev <= t.0, "MockClock moved backwards from {prev} to {}", t.0);
+        assert!(
+            prev <= t.0,
+            "MockClock moved backwards from {prev} to {}",
+            t.0
+        );
     }
 }
 

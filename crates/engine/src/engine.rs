@@ -17,9 +17,10 @@ use crate::{Capacity, Policy};
 pub type RemovalListener = Arc<dyn Fn(&Removal) + Send + Sync>;
 
 /// Shards are split until each holds at least this many entries (entry mode) ...
-const MIN_SHARD_ENTRIES: u64 = 4096;
-/// ... or bytes (byte mode).
-const MIN_SHARD_BYTES: u64 = 4 << 20;
+const MIN_SHARD_ENTRIES: u64 = 512;
+/// ... or bytes (byte mode). Below that a shard's policy sees too few entries to tell
+/// hot from cold (the adaptive window is 1% of a shard).
+const MIN_SHARD_BYTES: u64 = 512 << 10;
 /// Default upper bound on shards: enough that a few dozen threads rarely collide.
 const MAX_DEFAULT_SHARDS: u64 = 64;
 
@@ -107,7 +108,7 @@ impl EngineBuilder {
     }
 
     /// The number of shards, rounded up to a power of two (at least 1). Default: enough
-    /// that each shard holds at least 4096 entries or 4 MiB, at most 64. More shards mean
+    /// that each shard holds at least 512 entries or 512 KiB, at most 64. More shards mean
     /// less lock contention but a coarser policy and a smaller largest entry.
     #[must_use]
     pub fn shards(mut self, shards: usize) -> Self {
@@ -145,9 +146,16 @@ impl EngineBuilder {
         let shards = match self.shards {
             Some(n) => n.max(1).next_power_of_two(),
             None => {
-                let per = if entries_mode { MIN_SHARD_ENTRIES } else { MIN_SHARD_BYTES };
+                let per = if entries_mode {
+                    MIN_SHARD_ENTRIES
+                } else {
+                    MIN_SHARD_BYTES
+                };
                 let n = (limit / per).clamp(1, MAX_DEFAULT_SHARDS);
-                usize::try_from(n).unwrap_or(1).next_power_of_two().min(MAX_DEFAULT_SHARDS as usize)
+                usize::try_from(n)
+                    .unwrap_or(1)
+                    .next_power_of_two()
+                    .min(MAX_DEFAULT_SHARDS as usize)
             }
         };
         let n = shards as u64;
@@ -211,7 +219,11 @@ impl Engine {
 
     /// Runs `f` on the key's shard, then hands removals to the listener.
     #[inline]
-    fn with_shard<R>(&self, key: &[u8], f: impl FnOnce(&mut Shard, u64, &mut Now<'_>, &mut Sink) -> R) -> R {
+    fn with_shard<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&mut Shard, u64, &mut Now<'_>, &mut Sink) -> R,
+    ) -> R {
         let hash = self.hash(key);
         let mut sink = self.sink();
         let mut now = Now::new(&*self.clock);
@@ -268,8 +280,36 @@ impl Engine {
     /// [`InsertError::ConditionFailed`] if `opts.condition` does not hold. Nothing changes
     /// on error.
     #[inline]
-    pub fn insert(&self, key: &[u8], value: Bytes, opts: &InsertOptions) -> Result<InsertOutcome, InsertError> {
-        self.with_shard(key, |s, h, now, sink| s.insert(key, h, value, opts, now, sink))
+    pub fn insert(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        opts: &InsertOptions,
+    ) -> Result<InsertOutcome, InsertError> {
+        self.with_shard(key, |s, h, now, sink| {
+            s.insert(key, h, value, opts, now, sink)
+        })
+    }
+
+    /// Returns the live value for `key`, or stores `make()` under it, in one step under
+    /// one lock: the read counts as an access like [`Engine::get`], the store behaves
+    /// like [`Engine::insert`] (the policy may still reject it: the value is returned
+    /// either way). The bool is true on a hit. `make` runs under the shard lock: it MUST
+    /// be cheap and MUST NOT call into this engine (loaders belong outside, with
+    /// coalescing, as the node does).
+    ///
+    /// # Errors
+    /// As [`Engine::insert`] on a miss; nothing is stored then.
+    #[inline]
+    pub fn get_or_insert_with(
+        &self,
+        key: &[u8],
+        opts: &InsertOptions,
+        make: impl FnOnce() -> Bytes,
+    ) -> Result<(Bytes, bool), InsertError> {
+        self.with_shard(key, |s, h, now, sink| {
+            s.get_or_insert_with(key, h, opts, make, now, sink)
+        })
     }
 
     /// Removes the entry; returns what it held, `None` if there was no live entry.
@@ -282,8 +322,14 @@ impl Engine {
     ///
     /// # Errors
     /// [`InsertError::ConditionFailed`] if the version does not match; nothing changes.
-    pub fn remove_if(&self, key: &[u8], condition: Condition) -> Result<Option<EntryView>, InsertError> {
-        self.with_shard(key, |s, h, now, sink| s.remove_key(key, h, condition, now, sink))
+    pub fn remove_if(
+        &self,
+        key: &[u8],
+        condition: Condition,
+    ) -> Result<Option<EntryView>, InsertError> {
+        self.with_shard(key, |s, h, now, sink| {
+            s.remove_key(key, h, condition, now, sink)
+        })
     }
 
     /// Replaces the TTL of a live entry (`None` removes its TTL). Returns whether it exists.
@@ -300,7 +346,9 @@ impl Engine {
     /// Unpins a live entry, handing it back to the policy as if newly inserted.
     /// Returns whether it exists.
     pub fn unpin(&self, key: &[u8]) -> bool {
-        self.with_shard(key, |s, h, now, sink| s.set_pinned(key, h, false, now, sink))
+        self.with_shard(key, |s, h, now, sink| {
+            s.set_pinned(key, h, false, now, sink)
+        })
     }
 
     /// Removes every live entry for which `keep` returns false (cause explicit); returns
@@ -374,7 +422,11 @@ impl Engine {
 
     /// The largest charge one entry may have (the smallest shard's bound).
     pub fn max_entry_charge(&self) -> u64 {
-        self.shards.iter().map(|s| s.0.lock().limit()).min().unwrap_or(0)
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().limit())
+            .min()
+            .unwrap_or(0)
     }
 
     /// Live entries (including expired ones not yet reclaimed).

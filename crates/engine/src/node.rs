@@ -13,9 +13,67 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// No deadline.
 pub(crate) const NEVER: u64 = u64::MAX;
 
+/// Keys up to this long are stored inside the node (no allocation, no pointer to chase
+/// on lookup); longer ones on the heap.
+const INLINE_KEY: usize = 22;
+
+/// A key, inline when short.
+#[derive(Clone)]
+pub(crate) enum KeyBytes {
+    Inline { len: u8, buf: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    #[inline]
+    pub(crate) fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut buf = [0; INLINE_KEY];
+            buf[..key.len()].copy_from_slice(key);
+            KeyBytes::Inline {
+                len: key.len() as u8,
+                buf,
+            }
+        } else {
+            KeyBytes::Heap(key.into())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            KeyBytes::Heap(b) => b,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn into_boxed(self) -> Box<[u8]> {
+        match self {
+            KeyBytes::Inline { .. } => self.as_slice().into(),
+            KeyBytes::Heap(b) => b,
+        }
+    }
+}
+
+impl Default for KeyBytes {
+    fn default() -> Self {
+        KeyBytes::Inline {
+            len: 0,
+            buf: [0; INLINE_KEY],
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Node {
-    pub(crate) key: Box<[u8]>,
+    pub(crate) key: KeyBytes,
     pub(crate) value: Bytes,
     pub(crate) hash: u64,
     /// What this entry counts against the bound.
@@ -50,7 +108,7 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn vacant() -> Self {
         Self {
-            key: Box::default(),
+            key: KeyBytes::default(),
             value: Bytes::new(),
             hash: 0,
             charge: 0,
@@ -77,8 +135,7 @@ impl Node {
         if self.tti == 0 {
             self.deadline
         } else {
-            self.deadline
-                .min(self.last_access.saturating_add(self.tti))
+            self.deadline.min(self.last_access.saturating_add(self.tti))
         }
     }
 

@@ -70,7 +70,9 @@ impl fmt::Display for Policy {
 
 /// A policy name that is not one of [`Policy::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown eviction policy {name:?} (expected one of: adaptive, lru, lfu, fifo, random, ttl, s3fifo)")]
+#[error(
+    "unknown eviction policy {name:?} (expected one of: adaptive, lru, lfu, fifo, random, ttl, s3fifo)"
+)]
 pub struct UnknownPolicy {
     /// What was given.
     pub name: String,

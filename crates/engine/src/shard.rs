@@ -7,7 +7,7 @@ use hashbrown::HashTable;
 use crate::clock::Clock;
 use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
 use crate::heap::{HeapSlots, IndexedHeap};
-use crate::node::{NEVER, NIL, Node, ix};
+use crate::node::{KeyBytes, NEVER, NIL, Node, ix};
 use crate::policy::{PolicyState, Sizing};
 use crate::stats::{Removal, RemovalCause, Stats};
 use crate::{ENTRY_OVERHEAD, Policy};
@@ -127,7 +127,7 @@ impl Shard {
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
         self.table
-            .find(hash, |&i| *nodes[ix(i)].key == *key)
+            .find(hash, |&i| nodes[ix(i)].key.as_slice() == key)
             .copied()
     }
 
@@ -159,12 +159,53 @@ impl Shard {
 
     /// A read: counts a hit or miss and lets the policy see the access.
     #[inline]
-    pub(crate) fn get(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<Bytes> {
-        self.read(key, hash, now, sink).map(|i| self.nodes[ix(i)].value.clone())
+    pub(crate) fn get(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Option<Bytes> {
+        self.read(key, hash, now, sink)
+            .map(|i| self.nodes[ix(i)].value.clone())
+    }
+
+    /// A read that inserts `make()` on a miss, under one lock. Returns the value and
+    /// whether it was a hit.
+    #[inline]
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        opts: &InsertOptions,
+        make: impl FnOnce() -> Bytes,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Result<(Bytes, bool), InsertError> {
+        if let Some(i) = self.read(key, hash, now, sink) {
+            return Ok((self.nodes[ix(i)].value.clone(), true));
+        }
+        // `read` found no live entry (and removed an expired one), so this is a new key.
+        let value = make();
+        let charge = self.charge_of(key, &value, opts);
+        if charge > self.limit {
+            return Err(InsertError::TooLarge {
+                charge,
+                limit: self.limit,
+            });
+        }
+        self.insert_at(key, hash, None, charge, value.clone(), opts, now, sink)?;
+        Ok((value, false))
     }
 
     /// Like [`Shard::get`] with metadata.
-    pub(crate) fn get_entry(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<EntryView> {
+    pub(crate) fn get_entry(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Option<EntryView> {
         self.read(key, hash, now, sink).map(|i| self.view(i, now))
     }
 
@@ -234,6 +275,23 @@ impl Shard {
             Some(i) => self.live_at(i, now, sink),
             None => None,
         };
+        self.insert_at(key, hash, existing, charge, value, opts, now, sink)
+    }
+
+    /// The insert once the live entry for `key` (if any) is known.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn insert_at(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        existing: Option<u32>,
+        charge: u64,
+        value: Bytes,
+        opts: &InsertOptions,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Result<InsertOutcome, InsertError> {
         let current = existing.map(|i| self.nodes[ix(i)].version);
         let holds = match opts.condition {
             Condition::Always => true,
@@ -247,9 +305,20 @@ impl Shard {
             let n = &self.nodes[ix(i)];
             (n.charge, n.pinned)
         });
-        let pinned_after = self.pinned_used - if old_pinned { old_charge } else { 0 }
-            + if opts.pinned { charge } else { 0 };
-        if pinned_after + if opts.pinned { 0 } else { charge } > self.limit {
+        let pinned_after = |pinned_used: u64| {
+            pinned_used - if old_pinned { old_charge } else { 0 }
+                + if opts.pinned { charge } else { 0 }
+        };
+        let limit = self.limit;
+        let fits = |pinned_used: u64| {
+            pinned_after(pinned_used) + if opts.pinned { 0 } else { charge } <= limit
+        };
+        if !fits(self.pinned_used) && !self.expiry.is_empty() {
+            // Expired pinned entries are dead weight: reclaim them all before refusing.
+            // This is the error path, so the unbounded pass is paid only when it matters.
+            self.reclaim(now.get(), usize::MAX, sink);
+        }
+        if !fits(self.pinned_used) {
             self.stats.no_room += 1;
             return Err(InsertError::NoRoom {
                 charge,
@@ -261,9 +330,9 @@ impl Shard {
         let deadline = opts.ttl.map_or(NEVER, |d| {
             crate::clock::Timestamp(now.get()).saturating_add(d).0
         });
-        let tti = opts
-            .tti
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
+        let tti = opts.tti.map_or(0, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
         let last_access = if tti != 0 { now.get() } else { 0 };
 
         let (i, outcome) = if let Some(i) = existing {
@@ -272,7 +341,7 @@ impl Shard {
             let previous_version = n.version;
             if sink.enabled {
                 sink.events.push(Removal {
-                    key: n.key.clone(),
+                    key: n.key.as_slice().into(),
                     value: old_value,
                     version: previous_version,
                     cause: RemovalCause::Replaced,
@@ -280,6 +349,11 @@ impl Shard {
             }
             n.version = opts.version;
             n.flags = opts.flags;
+            if !old_pinned && opts.pinned {
+                // Unlink while the policy's weight sums still include the old charge.
+                self.policy.forget(&mut self.nodes, i);
+            }
+            let n = &mut self.nodes[ix(i)];
             n.charge = charge;
             n.deadline = deadline;
             n.tti = tti;
@@ -296,7 +370,6 @@ impl Shard {
                     self.policy.admit(&mut self.nodes, i);
                 }
                 (false, true) => {
-                    self.policy.forget(&mut self.nodes, i);
                     self.nodes[ix(i)].pinned = true;
                     self.pinned_used += charge;
                     self.pinned_entries += 1;
@@ -310,29 +383,27 @@ impl Shard {
             self.refile(i);
             (i, InsertOutcome::Replaced { previous_version })
         } else {
-            let i = self.alloc(Node {
-                key: key.into(),
-                value,
-                hash,
-                charge,
-                version: opts.version,
-                stamp: 0,
-                deadline,
-                tti,
-                last_access,
-                filed_deadline: NEVER,
-                exp_pos: NIL,
-                prev: NIL,
-                next: NIL,
-                aux: 0,
-                tag: 0,
-                pinned: opts.pinned,
-                live: true,
-                flags: opts.flags,
-            });
+            let i = self.alloc();
+            let n = &mut self.nodes[ix(i)];
+            n.key = KeyBytes::new(key);
+            n.value = value;
+            n.hash = hash;
+            n.charge = charge;
+            n.version = opts.version;
+            n.deadline = deadline;
+            n.tti = tti;
+            n.last_access = last_access;
+            n.filed_deadline = NEVER;
+            n.exp_pos = NIL;
+            n.prev = NIL;
+            n.next = NIL;
+            n.aux = 0;
+            n.tag = 0;
+            n.pinned = opts.pinned;
+            n.live = true;
+            n.flags = opts.flags;
             let nodes = &self.nodes;
-            self.table
-                .insert_unique(hash, i, |&j| nodes[ix(j)].hash);
+            self.table.insert_unique(hash, i, |&j| nodes[ix(j)].hash);
             self.used += charge;
             self.stats.inserts += 1;
             if opts.pinned {
@@ -347,21 +418,27 @@ impl Shard {
         };
 
         let rejected = self.make_room(now, sink, Some(i));
-        Ok(if rejected { InsertOutcome::Rejected } else { outcome })
+        Ok(if rejected {
+            InsertOutcome::Rejected
+        } else {
+            outcome
+        })
     }
 
-    fn alloc(&mut self, mut node: Node) -> u32 {
+    /// A free slot with a fresh stamp; the caller fills every other field.
+    #[inline]
+    fn alloc(&mut self) -> u32 {
         self.stamp += 1;
-        node.stamp = self.stamp;
-        if let Some(i) = self.free.pop() {
-            self.nodes[ix(i)] = node;
+        let i = if let Some(i) = self.free.pop() {
             i
         } else {
             let i = u32::try_from(self.nodes.len()).expect("a shard holds fewer than 2^32 entries");
             assert!(i != NIL, "a shard holds fewer than 2^32 - 1 entries");
-            self.nodes.push(node);
+            self.nodes.push(Node::vacant());
             i
-        }
+        };
+        self.nodes[ix(i)].stamp = self.stamp;
+        i
     }
 
     /// Evicts (expired entries first) until within the bound. Returns whether `fresh`
@@ -386,8 +463,12 @@ impl Shard {
     }
 
     /// Puts `i` in the expiry heap at its current deadline (or takes it out).
+    #[inline]
     fn refile(&mut self, i: u32) {
         let n = &mut self.nodes[ix(i)];
+        if n.exp_pos == NIL && !n.expires() {
+            return;
+        }
         let deadline = n.effective_deadline();
         let pos = n.exp_pos;
         n.filed_deadline = deadline;
@@ -434,16 +515,21 @@ impl Shard {
     fn release(&mut self, i: u32, cause: RemovalCause, sink: &mut Sink) {
         let pos = self.nodes[ix(i)].exp_pos;
         if pos != NIL {
-            self.expiry.remove_at(&mut ExpirySlots(&mut self.nodes), pos);
+            self.expiry
+                .remove_at(&mut ExpirySlots(&mut self.nodes), pos);
         }
         let hash = self.nodes[ix(i)].hash;
         if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
             entry.remove();
         }
-        let n = std::mem::replace(&mut self.nodes[ix(i)], Node::vacant());
-        self.used -= n.charge;
-        if n.pinned {
-            self.pinned_used -= n.charge;
+        let n = &mut self.nodes[ix(i)];
+        n.live = false;
+        let (charge, pinned, version) = (n.charge, n.pinned, n.version);
+        let key = std::mem::take(&mut n.key);
+        let value = std::mem::take(&mut n.value);
+        self.used -= charge;
+        if pinned {
+            self.pinned_used -= charge;
             self.pinned_entries -= 1;
         }
         match cause {
@@ -454,9 +540,9 @@ impl Shard {
         }
         if sink.enabled {
             sink.events.push(Removal {
-                key: n.key,
-                value: n.value,
-                version: n.version,
+                key: key.into_boxed(),
+                value,
+                version,
                 cause,
             });
         }
@@ -497,7 +583,10 @@ impl Shard {
         now: &mut Now<'_>,
         sink: &mut Sink,
     ) -> bool {
-        let Some(i) = self.find(key, hash).and_then(|i| self.live_at(i, now, sink)) else {
+        let Some(i) = self
+            .find(key, hash)
+            .and_then(|i| self.live_at(i, now, sink))
+        else {
             return false;
         };
         let t = now.get();
@@ -515,8 +604,18 @@ impl Shard {
     }
 
     /// Pins or unpins a live entry. Returns whether it exists.
-    pub(crate) fn set_pinned(&mut self, key: &[u8], hash: u64, pin: bool, now: &mut Now<'_>, sink: &mut Sink) -> bool {
-        let Some(i) = self.find(key, hash).and_then(|i| self.live_at(i, now, sink)) else {
+    pub(crate) fn set_pinned(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        pin: bool,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> bool {
+        let Some(i) = self
+            .find(key, hash)
+            .and_then(|i| self.live_at(i, now, sink))
+        else {
             return false;
         };
         let n = &mut self.nodes[ix(i)];
@@ -533,6 +632,8 @@ impl Shard {
             self.pinned_used -= charge;
             self.pinned_entries -= 1;
             self.policy.admit(&mut self.nodes, i);
+            // The bound may have shrunk below the pinned charge meanwhile.
+            self.make_room(now, sink, None);
         }
         true
     }
@@ -554,7 +655,7 @@ impl Shard {
                 continue;
             }
             let view = self.view(i, now);
-            if !keep(&self.nodes[ix(i)].key, &view) {
+            if !keep(self.nodes[ix(i)].key.as_slice(), &view) {
                 self.remove(i, RemovalCause::Explicit, sink);
                 removed += 1;
             }
@@ -575,7 +676,7 @@ impl Shard {
                 continue;
             }
             let view = self.view(i, now);
-            f(&self.nodes[ix(i)].key, &view);
+            f(self.nodes[ix(i)].key.as_slice(), &view);
         }
     }
 
@@ -633,8 +734,18 @@ impl Shard {
             self.used,
             self.limit
         );
-        let expiring = live.iter().filter(|n| n.expires()).count();
+        let expiring = live
+            .iter()
+            .filter(|n| n.effective_deadline() != NEVER)
+            .count();
         assert_eq!(expiring, self.expiry.len(), "expiry heap misses entries");
+        for n in &live {
+            assert_eq!(
+                n.exp_pos != NIL,
+                n.filed_deadline != NEVER,
+                "expiry heap position and filed deadline disagree"
+            );
+        }
         for &m in self.expiry.members() {
             assert!(self.nodes[ix(m)].live, "expiry heap holds a free slot");
         }

@@ -81,7 +81,9 @@ impl S3Fifo {
 
     pub(crate) fn evict(&mut self, nodes: &mut [Node]) -> Option<u32> {
         loop {
-            if !self.small.is_empty() && (self.small.weight > self.small_target || self.main.is_empty()) {
+            if !self.small.is_empty()
+                && (self.small.weight > self.small_target || self.main.is_empty())
+            {
                 let t = self.small.pop_back(nodes).expect("small is not empty");
                 if nodes[ix(t)].aux > 0 {
                     nodes[ix(t)].aux = 0;
@@ -119,7 +121,9 @@ impl Ghost {
         self.queue.push_back((hash, self.seq));
         self.present.insert(hash, self.seq);
         while self.queue.len() as u64 > self.capacity {
-            let Some((h, s)) = self.queue.pop_front() else { break };
+            let Some((h, s)) = self.queue.pop_front() else {
+                break;
+            };
             if self.present.get(&h) == Some(&s) {
                 self.present.remove(&h);
             }

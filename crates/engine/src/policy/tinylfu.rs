@@ -137,7 +137,9 @@ impl WTinyLfu {
         self.window.push_front(nodes, i);
         // While main has room, overflow from the window needs no duel.
         while self.window.weight > self.max_window {
-            let Some(cand) = self.window.tail() else { break };
+            let Some(cand) = self.window.tail() else {
+                break;
+            };
             if self.probation.weight + self.protected.weight + nodes[ix(cand)].charge
                 > self.max_main()
             {
@@ -165,7 +167,9 @@ impl WTinyLfu {
 
     fn demote_protected(&mut self, nodes: &mut [Node]) {
         while self.protected.weight > self.max_protected {
-            let Some(t) = self.protected.tail() else { break };
+            let Some(t) = self.protected.tail() else {
+                break;
+            };
             self.move_to(nodes, t, PROBATION);
         }
     }
@@ -211,7 +215,8 @@ impl WTinyLfu {
                     return Some(cand);
                 };
                 let survived = nodes[ix(victim)].aux;
-                let (admit, strict) = self.admits(nodes[ix(cand)].hash, nodes[ix(victim)].hash, survived);
+                let (admit, strict) =
+                    self.admits(nodes[ix(cand)].hash, nodes[ix(victim)].hash, survived);
                 if admit {
                     self.forget(nodes, victim);
                     self.move_to(nodes, cand, PROBATION);
