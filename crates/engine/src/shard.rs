@@ -212,7 +212,7 @@ impl Shard {
     #[inline]
     fn read(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
         self.reads = self.reads.wrapping_add(1);
-        if self.reads % READ_RECLAIM_PERIOD == 0 && !self.expiry.is_empty() {
+        if self.reads.is_multiple_of(READ_RECLAIM_PERIOD) && !self.expiry.is_empty() {
             self.reclaim(now.get(), RECLAIM_BUDGET, sink);
         }
         let found = match self.find(key, hash) {

@@ -1,15 +1,23 @@
 //! TTL policy (Redis `volatile-ttl`): evict the entry whose expiry is nearest. Entries
-//! without expiry sort after every expiring one, oldest insertion first.
+//! without expiry go after every expiring one, oldest insertion first.
+//!
+//! Expiring entries sit in an indexed min-heap keyed by (deadline, insertion stamp);
+//! the others in a FIFO list, so a workload without TTLs pays list costs, not heap costs.
 
+use super::List;
 use crate::heap::{HeapSlots, IndexedHeap};
-use crate::node::{Node, ix};
+use crate::node::{NEVER, Node, ix};
+
+const IN_HEAP: u8 = 0;
+const IN_LIST: u8 = 1;
 
 #[derive(Debug, Default)]
 pub(crate) struct TtlPolicy {
     heap: IndexedHeap,
+    rest: List,
 }
 
-/// Members keyed by (effective deadline, insertion stamp); position kept in `aux`.
+/// Heap members keyed by (effective deadline, insertion stamp); position kept in `aux`.
 struct Slots<'a>(&'a mut [Node]);
 
 impl HeapSlots for Slots<'_> {
@@ -24,7 +32,13 @@ impl HeapSlots for Slots<'_> {
 
 impl TtlPolicy {
     pub(crate) fn admit(&mut self, nodes: &mut [Node], i: u32) {
-        self.heap.push(&mut Slots(nodes), i);
+        if nodes[ix(i)].effective_deadline() == NEVER {
+            nodes[ix(i)].tag = IN_LIST;
+            self.rest.push_front(nodes, i);
+        } else {
+            nodes[ix(i)].tag = IN_HEAP;
+            self.heap.push(&mut Slots(nodes), i);
+        }
     }
 
     pub(crate) fn touch(&mut self, nodes: &mut [Node], i: u32) {
@@ -35,19 +49,39 @@ impl TtlPolicy {
     }
 
     pub(crate) fn deadline_changed(&mut self, nodes: &mut [Node], i: u32) {
-        let pos = nodes[ix(i)].aux;
-        self.heap.update(&mut Slots(nodes), pos);
+        let expiring = nodes[ix(i)].effective_deadline() != NEVER;
+        match (nodes[ix(i)].tag == IN_HEAP, expiring) {
+            (true, true) => {
+                let pos = nodes[ix(i)].aux;
+                self.heap.update(&mut Slots(nodes), pos);
+            }
+            (false, false) => {}
+            _ => {
+                self.forget(nodes, i);
+                self.admit(nodes, i);
+            }
+        }
     }
 
     pub(crate) fn forget(&mut self, nodes: &mut [Node], i: u32) {
-        let pos = nodes[ix(i)].aux;
-        self.heap.remove_at(&mut Slots(nodes), pos);
+        if nodes[ix(i)].tag == IN_HEAP {
+            let pos = nodes[ix(i)].aux;
+            self.heap.remove_at(&mut Slots(nodes), pos);
+        } else {
+            self.rest.unlink(nodes, i);
+        }
     }
 
-    pub(crate) fn reweigh(&mut self, _nodes: &mut [Node], _i: u32, _old: u64) {}
+    pub(crate) fn reweigh(&mut self, nodes: &mut [Node], i: u32, old: u64) {
+        if nodes[ix(i)].tag == IN_LIST {
+            self.rest.weight = self.rest.weight - old + nodes[ix(i)].charge;
+        }
+    }
 
     pub(crate) fn evict(&mut self, nodes: &mut [Node]) -> Option<u32> {
-        self.heap.peek()?;
-        Some(self.heap.remove_at(&mut Slots(nodes), 0))
+        if self.heap.peek().is_some() {
+            return Some(self.heap.remove_at(&mut Slots(nodes), 0));
+        }
+        self.rest.pop_back(nodes)
     }
 }
