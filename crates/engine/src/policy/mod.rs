@@ -21,6 +21,7 @@ mod lfu;
 mod list;
 mod random;
 mod s3fifo;
+mod s3lfu;
 mod sketch;
 mod tinylfu;
 mod ttl;
@@ -47,7 +48,8 @@ pub(crate) enum PolicyState {
     Random(random::RandomPolicy),
     Ttl(ttl::TtlPolicy),
     S3Fifo(s3fifo::S3Fifo),
-    Adaptive(tinylfu::WTinyLfu),
+    Adaptive(s3lfu::S3Lfu),
+    WTinyLfu(tinylfu::WTinyLfu),
 }
 
 macro_rules! dispatch {
@@ -60,6 +62,7 @@ macro_rules! dispatch {
             PolicyState::Ttl($p) => $e,
             PolicyState::S3Fifo($p) => $e,
             PolicyState::Adaptive($p) => $e,
+            PolicyState::WTinyLfu($p) => $e,
         }
     };
 }
@@ -73,7 +76,8 @@ impl PolicyState {
             Policy::Random => PolicyState::Random(random::RandomPolicy::new(seed)),
             Policy::Ttl => PolicyState::Ttl(ttl::TtlPolicy::default()),
             Policy::S3Fifo => PolicyState::S3Fifo(s3fifo::S3Fifo::new(sizing)),
-            Policy::Adaptive => PolicyState::Adaptive(tinylfu::WTinyLfu::new(sizing, seed)),
+            Policy::Adaptive => PolicyState::Adaptive(s3lfu::S3Lfu::new(sizing)),
+            Policy::WTinyLfu => PolicyState::WTinyLfu(tinylfu::WTinyLfu::new(sizing, seed)),
         }
     }
 
@@ -86,6 +90,7 @@ impl PolicyState {
             PolicyState::Ttl(_) => Policy::Ttl,
             PolicyState::S3Fifo(_) => Policy::S3Fifo,
             PolicyState::Adaptive(_) => Policy::Adaptive,
+            PolicyState::WTinyLfu(_) => Policy::WTinyLfu,
         }
     }
 
@@ -126,6 +131,7 @@ impl PolicyState {
         match self {
             PolicyState::S3Fifo(p) => p.resize(sizing),
             PolicyState::Adaptive(p) => p.resize(sizing),
+            PolicyState::WTinyLfu(p) => p.resize(sizing),
             _ => {}
         }
     }
@@ -133,8 +139,10 @@ impl PolicyState {
     /// Called by the shard when its number of entries grew (sketch sizing).
     #[inline]
     pub(crate) fn entries_grew(&mut self, entries: usize) {
-        if let PolicyState::Adaptive(p) = self {
-            p.ensure_sketch_capacity(entries);
+        match self {
+            PolicyState::Adaptive(p) => p.ensure_sketch_capacity(entries),
+            PolicyState::WTinyLfu(p) => p.ensure_sketch_capacity(entries),
+            _ => {}
         }
     }
 }

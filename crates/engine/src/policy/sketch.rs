@@ -32,8 +32,20 @@ impl FrequencySketch {
         }
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+    /// Grows the sketch to serve at least `entries` keys, keeping every estimate: the
+    /// table doubles with each copy of a block placed where the wider block mask now
+    /// sends its keys (a key's counter positions inside a block do not depend on the
+    /// table size), so each key reads the same counters as before.
+    pub(crate) fn ensure_capacity(&mut self, entries: usize) {
+        let target = entries.min(1 << 26);
+        while self.capacity < target {
+            let old = self.table.len();
+            self.table.extend_from_within(..);
+            debug_assert_eq!(self.table.len(), 2 * old);
+            self.block_mask = (self.table.len() / BLOCK_WORDS - 1) as u64;
+            self.capacity *= 2;
+            self.sample = 10 * self.capacity as u64;
+        }
     }
 
     /// The sample period (increments per reset).

@@ -100,13 +100,16 @@ impl WTinyLfu {
         self.max_protected = (main as f64 * PROTECTED_SHARE) as u64;
         self.step = -STEP_PERCENT * self.limit as f64;
         if self.entries_mode {
-            self.ensure_sketch_capacity(usize::try_from(sizing.limit).unwrap_or(usize::MAX));
+            self.sketch
+                .ensure_capacity(usize::try_from(sizing.limit).unwrap_or(usize::MAX));
         }
     }
 
+    /// Byte mode only (entry mode is sized for the bound): grow with the population,
+    /// keeping the counts.
     pub(crate) fn ensure_sketch_capacity(&mut self, entries: usize) {
-        if !self.entries_mode && entries > self.sketch.capacity() {
-            self.sketch = FrequencySketch::new(entries.saturating_mul(2));
+        if !self.entries_mode {
+            self.sketch.ensure_capacity(entries);
         }
     }
 

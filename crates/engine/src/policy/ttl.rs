@@ -1,5 +1,6 @@
 //! TTL policy (Redis `volatile-ttl`): evict the entry whose expiry is nearest. Entries
-//! without expiry go after every expiring one, oldest insertion first.
+//! without expiry go after every expiring one, oldest first, where an entry that loses
+//! its TTL (an overwrite without one, or `touch(key, None)`) counts as written then.
 //!
 //! Expiring entries sit in an indexed min-heap keyed by (deadline, insertion stamp);
 //! the others in a FIFO list, so a workload without TTLs pays list costs, not heap costs.

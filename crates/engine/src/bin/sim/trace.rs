@@ -473,7 +473,7 @@ mod tests {
         let t = Trace::load(&path, Format::OracleGeneral, None).unwrap();
         assert_eq!(t.len(), 4);
         assert_eq!(t.trailing_bytes, 5);
-        assert_eq!(t.name, "t.oracleGeneral");
+        assert_eq!(t.name, "t");
         // First-seen size of object 1 counts: 10 + 20 + 30.
         assert_eq!((t.distinct_objects, t.distinct_bytes), (3, 60));
         let limited = Trace::load(&path, Format::OracleGeneral, Some(2)).unwrap();
