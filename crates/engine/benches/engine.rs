@@ -118,6 +118,21 @@ impl BenchCache for Engine {
     }
 }
 
+/// The engine through its one-lock `get_or_insert_with` (the node's read-through path
+/// uses the same call), next to the lookup-then-insert form above.
+struct Fused(Engine);
+
+impl BenchCache for Fused {
+    #[inline]
+    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
+        matches!(
+            self.0
+                .get_or_insert_with(key, &InsertOptions::new(), || value.clone()),
+            Ok((_, true))
+        )
+    }
+}
+
 impl BenchCache for quick_cache::sync::Cache<Box<[u8]>, Bytes> {
     #[inline]
     fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
@@ -264,6 +279,10 @@ fn get_or_insert(c: &mut Criterion) {
         &*shared,
         &seqs,
     );
+    let fused = Fused(engine(Policy::default()));
+    one_thread(&mut group, "ringcache-adaptive-fused/1t", &fused, &seqs);
+    let fused = Arc::new(Fused(engine(Policy::default())));
+    two_threads(&mut group, "ringcache-adaptive-fused/2t", &*fused, &seqs);
 
     one_thread(&mut group, "quick_cache/1t", &quick_cache(), &seqs);
     two_threads(&mut group, "quick_cache/2t", &quick_cache(), &seqs);

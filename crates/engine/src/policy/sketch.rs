@@ -53,37 +53,38 @@ impl FrequencySketch {
         self.sample
     }
 
-    /// Slot of counter `k` (0..4) for `hash`: (word index, shift).
+    /// The four (word index, shift) slots of `hash`: the block comes from the low bits,
+    /// the counter positions from one independent remix (a byte of it per counter), so
+    /// keys that share a block rarely share all four counters.
     #[inline]
-    fn slot(&self, hash: u64, k: u32) -> (usize, u32) {
-        // The block comes from the low bits; the counter positions from an independent
-        // remix so that keys sharing a block rarely share all four counters.
+    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
         let block = (hash & self.block_mask) as usize * BLOCK_WORDS;
-        let h = (hash ^ (hash >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> (k * 8);
-        let word = block + ((k as usize) << 1) + (h as usize & 1);
-        let nibble = ((h >> 1) & 15) as u32;
-        (word, nibble << 2)
+        let h = (hash ^ (hash >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        std::array::from_fn(|k| {
+            let b = (h >> (k * 8)) as usize;
+            let word = block + (k << 1) + (b & 1);
+            (word, ((b >> 1) & 15) as u32 * 4)
+        })
     }
 
     /// Estimated frequency of `hash` (0..=15).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
-        let mut min = 15;
-        for k in 0..4 {
-            let (w, s) = self.slot(hash, k);
-            min = min.min(((self.table[w] >> s) & 15) as u32);
-        }
-        min
+        self.slots(hash)
+            .iter()
+            .map(|&(w, s)| ((self.table[w] >> s) & 15) as u32)
+            .min()
+            .unwrap_or(0)
     }
 
     /// Counts one access of `hash`.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
         let mut added = false;
-        for k in 0..4 {
-            let (w, s) = self.slot(hash, k);
-            if (self.table[w] >> s) & 15 != 15 {
-                self.table[w] += 1 << s;
+        for (w, s) in self.slots(hash) {
+            let word = &mut self.table[w];
+            if (*word >> s) & 15 != 15 {
+                *word += 1 << s;
                 added = true;
             }
         }
