@@ -11,8 +11,9 @@
 //! - [`engine`](Engine): the sharded, thread-safe front and its builder.
 //! - `shard`: one lock's worth of state: slab of nodes, hash table of slot indices,
 //!   expiry heap, accounting, and the policy.
-//! - `policy`: LRU, FIFO, LFU with aging, Random, TTL, S3-FIFO and the adaptive default
-//!   (window TinyLFU with a hill-climbed window), all over intrusive index links.
+//! - `policy`: LRU, FIFO, LFU with aging, Random, TTL, the candidates S3-FIFO and
+//!   W-TinyLFU (hill-climbed window), and the default, S3-LFU (S3-FIFO queues with a
+//!   TinyLFU admission duel), all over intrusive index links.
 //! - [`Clock`], [`SystemClock`], [`MockClock`]: monotonic time.
 //! - [`Stats`], [`Removal`], [`RemovalCause`]: what happened.
 //!
@@ -28,6 +29,17 @@
 //! reads, before any live entry is evicted, and by [`Engine::reclaim_expired`].
 //! Idle deadlines move on every read without touching the heap; the heap is corrected
 //! lazily when such an entry reaches its top.
+//!
+//! # Concurrency
+//! Keys hash (xxh3, seeded) to a power-of-two number of shards; each shard is a
+//! `parking_lot::Mutex` around its own slab, hash table, expiry heap and policy, on its
+//! own cache lines. A call locks one shard (whole-engine calls visit them in turn), so
+//! threads collide only on the same shard; a hit costs one uncontended lock/unlock pair
+//! (two atomic operations) plus the policy's bookkeeping, which for the default is a
+//! 2-bit counter. The costs of the design: the bound and the policy are per shard (a
+//! shard sees 1/n of the traffic, and one entry may take at most 1/n of the bound), and
+//! reads take the exclusive lock, so many threads reading the same hot key serialize.
+//! Removal listeners run after the lock is released.
 //!
 //! # Example
 //! ```

@@ -54,6 +54,25 @@ impl List {
         self.len += 1;
     }
 
+    /// Links `i` at the tail (the next to leave). The caller guarantees `i` is in no list.
+    #[inline]
+    pub(crate) fn push_back(&mut self, nodes: &mut [Node], i: u32) {
+        let old = self.tail;
+        {
+            let n = &mut nodes[ix(i)];
+            n.prev = old;
+            n.next = NIL;
+            self.weight += n.charge;
+        }
+        if old == NIL {
+            self.head = i;
+        } else {
+            nodes[ix(old)].next = i;
+        }
+        self.tail = i;
+        self.len += 1;
+    }
+
     /// Unlinks `i`. The caller guarantees `i` is in this list.
     #[inline]
     pub(crate) fn unlink(&mut self, nodes: &mut [Node], i: u32) {

@@ -9,6 +9,21 @@
 //! it duels the CLOCK victim of main, and wins the place if the sketch says it is the
 //! more frequent of the two. Reads in small still promote without a duel, ghost hits
 //! still go straight to main.
+//!
+//! ```text
+//!  new ──► small FIFO (10%) ──read while there──────────────► main CLOCK (2-bit counters)
+//!             │ unread                                          ▲      │ counter 0
+//!             ├─ sketch ≥ 4 and more frequent than the ─────────┘      ▼
+//!             │  main CLOCK victim: duel won                         evicted
+//!             └─ otherwise: evicted, hash kept in the ghost ── requested again ──► main
+//! ```
+//!
+//! Costs: a hit bumps a 2-bit counter and nothing else (the sketch is credited when the
+//! clock spends the counter, one count per pass in which the key was read: the unit a
+//! miss counts in too). Misses pay a sketch increment, the ghost probe and the eviction.
+//! In byte mode a newcomer larger than small's oldest member must bring more frequency
+//! than the members it would push out (moka's aggregated-victim rule); otherwise it
+//! enters at small's cold end.
 
 use super::sketch::FrequencySketch;
 use super::{List, Sizing};
@@ -82,8 +97,41 @@ impl S3Lfu {
             self.main.push_front(nodes, i);
         } else {
             nodes[ix(i)].tag = SMALL;
-            self.small.push_front(nodes, i);
+            // Byte mode: a large newcomer that brings less frequency than what it would
+            // push out of small goes in at the cold end: it leaves first, to the ghost,
+            // and a second request within the ghost's memory takes it straight to main.
+            if !self.entries_mode && !self.worth_its_size(nodes, i) {
+                self.small.push_back(nodes, i);
+            } else {
+                self.small.push_front(nodes, i);
+            }
         }
+    }
+
+    /// Byte mode: does a new key bring more frequency than the oldest members of small
+    /// it would displace, summed until they cover its charge? Keys no larger than the
+    /// oldest member always qualify (that is plain S3-FIFO).
+    fn worth_its_size(&self, nodes: &[Node], i: u32) -> bool {
+        let need = nodes[ix(i)].charge;
+        let Some(tail) = self.small.tail() else {
+            return true;
+        };
+        if need <= nodes[ix(tail)].charge {
+            return true;
+        }
+        let mine = self.sketch.frequency(nodes[ix(i)].hash);
+        let (mut freed, mut theirs) = (0u64, 0u32);
+        for v in self.small.iter_from_tail(nodes).take(16) {
+            freed += nodes[ix(v)].charge;
+            theirs += self.sketch.frequency(nodes[ix(v)].hash).max(1);
+            if mine <= theirs {
+                return false;
+            }
+            if freed >= need {
+                break;
+            }
+        }
+        true
     }
 
     /// A hit costs what it costs in S3-FIFO: a saturating 2-bit counter. The sketch is

@@ -1,7 +1,7 @@
-//! The adaptive default: window TinyLFU with a hill-climbed window (after Einziger,
+//! Candidate (policy `wtinylfu`): window TinyLFU with a hill-climbed window (after Einziger,
 //! Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy", and
-//! Caffeine's adaptive window). Written from the papers; see `docs/benchmarks/engine.md`
-//! for the measurements that made it the default.
+//! Caffeine's adaptive window). Written from the papers; `docs/benchmarks/engine.md` has
+//! the measurements that made S3-LFU the default instead.
 //!
 //! ```text
 //!  new ──► window (LRU, ~1%) ──overflow──► candidate ─┐
