@@ -131,6 +131,19 @@ impl Shard {
             .copied()
     }
 
+    /// The live entry for `key`, removing it (cause expired) if it has expired.
+    #[inline]
+    fn find_live(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+    ) -> Option<u32> {
+        let i = self.find(key, hash)?;
+        self.live_at(i, now, sink)
+    }
+
     /// `i` if it is live at `now`; otherwise removes it (cause expired) and returns None.
     #[inline]
     fn live_at(&mut self, i: u32, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
@@ -215,10 +228,7 @@ impl Shard {
         if self.reads.is_multiple_of(READ_RECLAIM_PERIOD) && !self.expiry.is_empty() {
             self.reclaim(now.get(), RECLAIM_BUDGET, sink);
         }
-        let found = match self.find(key, hash) {
-            Some(i) => self.live_at(i, now, sink),
-            None => None,
-        };
+        let found = self.find_live(key, hash, now, sink);
         let Some(i) = found else {
             self.stats.misses += 1;
             return None;
@@ -271,10 +281,7 @@ impl Shard {
         if !self.expiry.is_empty() {
             self.reclaim(now.get(), RECLAIM_BUDGET, sink);
         }
-        let existing = match self.find(key, hash) {
-            Some(i) => self.live_at(i, now, sink),
-            None => None,
-        };
+        let existing = self.find_live(key, hash, now, sink);
         self.insert_at(key, hash, existing, charge, value, opts, now, sink)
     }
 
@@ -557,10 +564,7 @@ impl Shard {
         now: &mut Now<'_>,
         sink: &mut Sink,
     ) -> Result<Option<EntryView>, InsertError> {
-        let found = match self.find(key, hash) {
-            Some(i) => self.live_at(i, now, sink),
-            None => None,
-        };
+        let found = self.find_live(key, hash, now, sink);
         let current = found.map(|i| self.nodes[ix(i)].version);
         match condition {
             Condition::IfVersion(v) if current != Some(v) => {
@@ -583,10 +587,7 @@ impl Shard {
         now: &mut Now<'_>,
         sink: &mut Sink,
     ) -> bool {
-        let Some(i) = self
-            .find(key, hash)
-            .and_then(|i| self.live_at(i, now, sink))
-        else {
+        let Some(i) = self.find_live(key, hash, now, sink) else {
             return false;
         };
         let t = now.get();
@@ -612,10 +613,7 @@ impl Shard {
         now: &mut Now<'_>,
         sink: &mut Sink,
     ) -> bool {
-        let Some(i) = self
-            .find(key, hash)
-            .and_then(|i| self.live_at(i, now, sink))
-        else {
+        let Some(i) = self.find_live(key, hash, now, sink) else {
             return false;
         };
         let n = &mut self.nodes[ix(i)];
@@ -665,12 +663,7 @@ impl Shard {
 
     /// Calls `f` on every live entry, oldest insertion first.
     pub(crate) fn for_each(&mut self, f: &mut dyn FnMut(&[u8], &EntryView), now: &mut Now<'_>) {
-        let mut order: Vec<u32> = (0..self.nodes.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .filter(|&i| self.nodes[ix(i)].live)
-            .collect();
-        order.sort_unstable_by_key(|&i| self.nodes[ix(i)].stamp);
-        for i in order {
+        for i in self.in_insertion_order(|_| true) {
             let n = &self.nodes[ix(i)];
             if n.expires() && n.effective_deadline() <= now.get() {
                 continue;
@@ -680,16 +673,22 @@ impl Shard {
         }
     }
 
+    /// Slots of the live entries that pass `filter`, oldest insertion first.
+    fn in_insertion_order(&self, filter: impl Fn(&Node) -> bool) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.nodes.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| self.nodes[ix(i)].live && filter(&self.nodes[ix(i)]))
+            .collect();
+        order.sort_unstable_by_key(|&i| self.nodes[ix(i)].stamp);
+        order
+    }
+
     /// Replaces the policy, relinking every unpinned entry in insertion order.
     pub(crate) fn set_policy(&mut self, kind: Policy) {
         if self.policy.kind() == kind {
             return;
         }
-        let mut order: Vec<u32> = (0..self.nodes.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .filter(|&i| self.nodes[ix(i)].live && !self.nodes[ix(i)].pinned)
-            .collect();
-        order.sort_unstable_by_key(|&i| self.nodes[ix(i)].stamp);
+        let order = self.in_insertion_order(|n| !n.pinned);
         self.policy = PolicyState::new(kind, self.sizing(), self.seed);
         self.policy.entries_grew(self.table.len());
         for &i in &order {

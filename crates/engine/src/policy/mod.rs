@@ -20,7 +20,6 @@ mod fifo_lru;
 mod lfu;
 mod list;
 mod random;
-mod s3fifo;
 mod s3lfu;
 mod sketch;
 mod tinylfu;
@@ -42,12 +41,11 @@ pub(crate) struct Sizing {
 
 #[derive(Debug)]
 pub(crate) enum PolicyState {
-    Lru(fifo_lru::Lru),
-    Fifo(fifo_lru::Fifo),
+    List(fifo_lru::ListPolicy),
     Lfu(lfu::Lfu),
     Random(random::RandomPolicy),
     Ttl(ttl::TtlPolicy),
-    S3Fifo(s3fifo::S3Fifo),
+    S3Fifo(s3lfu::S3Lfu),
     Adaptive(s3lfu::S3Lfu),
     WTinyLfu(tinylfu::WTinyLfu),
 }
@@ -55,8 +53,7 @@ pub(crate) enum PolicyState {
 macro_rules! dispatch {
     ($self:expr, $p:ident => $e:expr) => {
         match $self {
-            PolicyState::Lru($p) => $e,
-            PolicyState::Fifo($p) => $e,
+            PolicyState::List($p) => $e,
             PolicyState::Lfu($p) => $e,
             PolicyState::Random($p) => $e,
             PolicyState::Ttl($p) => $e,
@@ -70,12 +67,12 @@ macro_rules! dispatch {
 impl PolicyState {
     pub(crate) fn new(kind: Policy, sizing: Sizing, seed: u64) -> Self {
         match kind {
-            Policy::Lru => PolicyState::Lru(fifo_lru::Lru::default()),
-            Policy::Fifo => PolicyState::Fifo(fifo_lru::Fifo::default()),
+            Policy::Lru => PolicyState::List(fifo_lru::ListPolicy::lru()),
+            Policy::Fifo => PolicyState::List(fifo_lru::ListPolicy::fifo()),
             Policy::Lfu => PolicyState::Lfu(lfu::Lfu::new()),
             Policy::Random => PolicyState::Random(random::RandomPolicy::new(seed)),
             Policy::Ttl => PolicyState::Ttl(ttl::TtlPolicy::default()),
-            Policy::S3Fifo => PolicyState::S3Fifo(s3fifo::S3Fifo::new(sizing)),
+            Policy::S3Fifo => PolicyState::S3Fifo(s3lfu::S3Lfu::plain(sizing)),
             Policy::Adaptive => PolicyState::Adaptive(s3lfu::S3Lfu::new(sizing)),
             Policy::WTinyLfu => PolicyState::WTinyLfu(tinylfu::WTinyLfu::new(sizing, seed)),
         }
@@ -83,8 +80,8 @@ impl PolicyState {
 
     pub(crate) fn kind(&self) -> Policy {
         match self {
-            PolicyState::Lru(_) => Policy::Lru,
-            PolicyState::Fifo(_) => Policy::Fifo,
+            PolicyState::List(p) if p.is_lru() => Policy::Lru,
+            PolicyState::List(_) => Policy::Fifo,
             PolicyState::Lfu(_) => Policy::Lfu,
             PolicyState::Random(_) => Policy::Random,
             PolicyState::Ttl(_) => Policy::Ttl,

@@ -40,6 +40,8 @@ const MIN_DUEL_FREQ: u32 = 4;
 
 #[derive(Debug)]
 pub(crate) struct S3Lfu {
+    /// False: plain S3-FIFO (no sketch, no duel, no density rule), the `s3fifo` policy.
+    lfu: bool,
     small: List,
     main: List,
     limit: u64,
@@ -50,13 +52,24 @@ pub(crate) struct S3Lfu {
 }
 
 impl S3Lfu {
+    /// The default policy.
     pub(crate) fn new(sizing: Sizing) -> Self {
-        let sketch_entries = if sizing.entries_mode {
+        Self::build(sizing, true)
+    }
+
+    /// Plain S3-FIFO (the `s3fifo` candidate), on the same queues and ghost.
+    pub(crate) fn plain(sizing: Sizing) -> Self {
+        Self::build(sizing, false)
+    }
+
+    fn build(sizing: Sizing, lfu: bool) -> Self {
+        let sketch_entries = if sizing.entries_mode && lfu {
             usize::try_from(sizing.limit).unwrap_or(usize::MAX)
         } else {
             256
         };
         let mut p = Self {
+            lfu,
             small: List::default(),
             main: List::default(),
             limit: 0,
@@ -72,7 +85,7 @@ impl S3Lfu {
     pub(crate) fn resize(&mut self, sizing: Sizing) {
         self.limit = sizing.limit;
         self.small_target = ((sizing.limit as f64 * SMALL_SHARE) as u64).max(1);
-        if self.entries_mode {
+        if self.entries_mode && self.lfu {
             self.sketch
                 .ensure_capacity(usize::try_from(sizing.limit).unwrap_or(usize::MAX));
         }
@@ -81,14 +94,14 @@ impl S3Lfu {
     /// Byte mode only: the entry count is unknown up front, so the sketch grows with the
     /// population (keeping its counts). Entry mode sized it for the bound already.
     pub(crate) fn ensure_sketch_capacity(&mut self, entries: usize) {
-        if !self.entries_mode {
+        if !self.entries_mode && self.lfu {
             self.sketch.ensure_capacity(entries);
         }
     }
 
     pub(crate) fn admit(&mut self, nodes: &mut [Node], i: u32) {
         let hash = nodes[ix(i)].hash;
-        self.sketch.increment(hash);
+        self.credit(hash);
         nodes[ix(i)].aux = 0;
         self.ghost
             .ensure_capacity((self.main.len + self.small.len) / 2);
@@ -100,7 +113,7 @@ impl S3Lfu {
             // Byte mode: a large newcomer that brings less frequency than what it would
             // push out of small goes in at the cold end: it leaves first, to the ghost,
             // and a second request within the ghost's memory takes it straight to main.
-            if !self.entries_mode && !self.worth_its_size(nodes, i) {
+            if self.lfu && !self.entries_mode && !self.worth_its_size(nodes, i) {
                 self.small.push_back(nodes, i);
             } else {
                 self.small.push_front(nodes, i);
@@ -172,8 +185,15 @@ impl S3Lfu {
                 return Some(t);
             }
             nodes[ix(t)].aux -= 1;
-            self.sketch.increment(nodes[ix(t)].hash);
+            self.credit(nodes[ix(t)].hash);
             self.main.move_to_front(nodes, t);
+        }
+    }
+
+    #[inline]
+    fn credit(&mut self, hash: u64) {
+        if self.lfu {
+            self.sketch.increment(hash);
         }
     }
 
@@ -190,17 +210,18 @@ impl S3Lfu {
             {
                 let t = self.small.pop_back(nodes).expect("small is not empty");
                 if nodes[ix(t)].aux > 0 {
-                    self.sketch.increment(nodes[ix(t)].hash);
+                    self.credit(nodes[ix(t)].hash);
                     self.move_to_main(nodes, t);
                     continue;
                 }
                 let main_room = self.limit.saturating_sub(self.small_target);
-                if self.main.weight + nodes[ix(t)].charge <= main_room {
+                if self.lfu && self.main.weight + nodes[ix(t)].charge <= main_room {
                     self.move_to_main(nodes, t);
                     continue;
                 }
                 let cf = self.sketch.frequency(nodes[ix(t)].hash);
-                if cf >= MIN_DUEL_FREQ
+                if self.lfu
+                    && cf >= MIN_DUEL_FREQ
                     && let Some(v) = self.main_victim(nodes)
                     && cf > self.sketch.frequency(nodes[ix(v)].hash)
                 {
