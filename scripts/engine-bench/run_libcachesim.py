@@ -254,7 +254,8 @@ def main() -> int:
     if skipped:
         print(f"skipped (capacity below libCacheSim's minimum for the policy): {', '.join(skipped)}",
               file=sys.stderr)
-    # Big caches of slow policies first, so the pool does not end on a straggler.
+    # Largest caches first: they are the slowest jobs, and starting them early
+    # keeps the pool from ending on a lone straggler.
     jobs.sort(key=lambda j: -j["capacity_fraction"])
     rows = []
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -289,7 +290,7 @@ def main() -> int:
         "footprints": footprints,
         "skipped": skipped,
         "wall_secs": time.time() - t_start,
-        "simulation_cpu_secs": secs,
+        "simulation_secs_sum": secs,
         "jobs": args.jobs,
     }
     with open(os.path.splitext(out)[0] + ".meta.json", "w") as f:
