@@ -21,9 +21,9 @@
 //! Costs: a hit bumps a 2-bit counter and nothing else (the sketch is credited when the
 //! clock spends the counter, one count per pass in which the key was read: the unit a
 //! miss counts in too). Misses pay a sketch increment, the ghost probe and the eviction.
-//! In byte mode a newcomer larger than small's oldest member must bring more frequency
+//! In byte mode a newcomer larger than small's average member must bring more frequency
 //! than the members it would push out (moka's aggregated-victim rule); otherwise it
-//! enters at small's cold end.
+//! enters at small's cold end, ghost hit or not.
 
 use super::sketch::FrequencySketch;
 use super::{List, Sizing};
@@ -105,31 +105,29 @@ impl S3Lfu {
         nodes[ix(i)].aux = 0;
         self.ghost
             .ensure_capacity((self.main.len + self.small.len) / 2);
-        if self.ghost.take(hash) {
+        // Byte mode: a large key that brings less frequency than the members of small it
+        // would push out goes in at small's cold end, to leave first. This applies to
+        // ghost hits too: without that, a large key rejected once would get into main on
+        // its second request, whatever it displaces.
+        if self.lfu && !self.entries_mode && !self.worth_its_size(nodes, i) {
+            nodes[ix(i)].tag = SMALL;
+            self.small.push_back(nodes, i);
+        } else if self.ghost.take(hash) {
             nodes[ix(i)].tag = MAIN;
             self.main.push_front(nodes, i);
         } else {
             nodes[ix(i)].tag = SMALL;
-            // Byte mode: a large newcomer that brings less frequency than what it would
-            // push out of small goes in at the cold end: it leaves first, to the ghost,
-            // and a second request within the ghost's memory takes it straight to main.
-            if self.lfu && !self.entries_mode && !self.worth_its_size(nodes, i) {
-                self.small.push_back(nodes, i);
-            } else {
-                self.small.push_front(nodes, i);
-            }
+            self.small.push_front(nodes, i);
         }
     }
 
     /// Byte mode: does a new key bring more frequency than the oldest members of small
-    /// it would displace, summed until they cover its charge? Keys no larger than the
-    /// oldest member always qualify (that is plain S3-FIFO).
+    /// it would displace, summed until they cover its charge (moka's aggregated-victim
+    /// rule)? Keys no larger than small's average member always qualify, so only the
+    /// large ones are judged.
     fn worth_its_size(&self, nodes: &[Node], i: u32) -> bool {
         let need = nodes[ix(i)].charge;
-        let Some(tail) = self.small.tail() else {
-            return true;
-        };
-        if need <= nodes[ix(tail)].charge {
+        if self.small.len == 0 || need <= self.small.weight / self.small.len {
             return true;
         }
         let mine = self.sketch.frequency(nodes[ix(i)].hash);
