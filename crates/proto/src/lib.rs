@@ -1,0 +1,43 @@
+//! Ringcache's wire protocol: what clients, nodes and `ringctl` say to each other.
+//!
+//! This crate is types and bytes only: no sockets, no runtime, no clock. The transport
+//! (QUIC streams) lives in the node and the client; both call [`encode`] and [`decode`]
+//! on the bytes they move.
+//!
+//! # Layout
+//! - [`NodeId`], [`PartitionId`], [`Epoch`], [`RequestId`]: id newtypes.
+//! - [`Request`], [`Op`], [`Response`] and their parts: the messages.
+//! - [`ErrorCode`], [`WireError`], [`Hints`]: errors as a closed set of codes with a
+//!   message and machine-readable hints, never serialized Rust errors.
+//! - [`Limits`]: frame, key, value and batch sizes, checked on both sides.
+//! - `codec`: frames (`len u32 | version u16 | request id u64 | bincode body`), the only
+//!   module that knows bincode (2.0.x, pinned: 3.0.0 is an empty placeholder).
+//!
+//! # Example
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use ringcache_proto::{decode, encode, Epoch, Op, Request, RequestId, DEFAULT_MAX_FRAME};
+//!
+//! let req = Request { epoch: Epoch(0), op: Op::Get { ns: "users".into(), key: Bytes::from_static(b"42") } };
+//! let mut buf = BytesMut::new();
+//! encode(RequestId(7), &req, DEFAULT_MAX_FRAME, &mut buf).unwrap();
+//! let (id, back): (RequestId, Request) = decode(&mut buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
+//! assert_eq!((id, back), (RequestId(7), req));
+//! assert!(buf.is_empty());
+//! ```
+
+mod codec;
+mod error;
+mod ids;
+mod limits;
+mod message;
+
+pub use codec::{
+    DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN, PROTOCOL_VERSION, decode, encode,
+};
+pub use error::{ErrorCode, Hints, WireError};
+pub use ids::{Epoch, NodeId, PartitionId, RequestId};
+pub use limits::{Limits, MAX_NAMESPACE_LEN, valid_namespace};
+pub use message::{
+    ClusterInfo, Entry, Member, NamespaceStats, Op, Request, Response, SetItem, WriteCondition,
+};

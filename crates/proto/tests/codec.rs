@@ -1,0 +1,366 @@
+//! Frame codec: round trips, every way a frame can be wrong, and arbitrary bytes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
+use ringcache_proto::{
+    ClusterInfo, DEFAULT_MAX_FRAME, Entry, Epoch, ErrorCode, FrameError, Hints, Member,
+    NamespaceStats, NodeId, Op, PROTOCOL_VERSION, Request, RequestId, Response, SetItem, WireError,
+    WriteCondition, decode, encode,
+};
+
+fn bytes() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+}
+
+fn ns() -> impl Strategy<Value = String> {
+    "[a-z0-9_.-]{1,16}"
+}
+
+fn cond() -> impl Strategy<Value = WriteCondition> {
+    prop_oneof![
+        Just(WriteCondition::Always),
+        Just(WriteCondition::IfAbsent),
+        any::<u64>().prop_map(WriteCondition::IfVersion),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        Just(Op::Ping),
+        Just(Op::ClusterInfo),
+        (ns(), bytes()).prop_map(|(ns, key)| Op::Get { ns, key }),
+        (ns(), prop::collection::vec(bytes(), 0..8))
+            .prop_map(|(ns, keys)| Op::GetMany { ns, keys }),
+        (ns(), bytes(), bytes(), any::<Option<u64>>(), cond()).prop_map(
+            |(ns, key, value, ttl_ms, condition)| Op::Set {
+                ns,
+                key,
+                value,
+                ttl_ms,
+                condition
+            }
+        ),
+        (
+            ns(),
+            prop::collection::vec((bytes(), bytes(), any::<Option<u64>>()), 0..6)
+        )
+            .prop_map(|(ns, items)| Op::SetMany {
+                ns,
+                items: items
+                    .into_iter()
+                    .map(|(key, value, ttl_ms)| SetItem { key, value, ttl_ms })
+                    .collect()
+            }),
+        (ns(), bytes(), any::<Option<u64>>()).prop_map(|(ns, key, if_version)| Op::Delete {
+            ns,
+            key,
+            if_version
+        }),
+        (ns(), bytes()).prop_map(|(ns, key)| Op::Exists { ns, key }),
+        (ns(), bytes(), any::<Option<u64>>()).prop_map(|(ns, key, ttl_ms)| Op::Touch {
+            ns,
+            key,
+            ttl_ms
+        }),
+        (ns(), bytes(), any::<i64>(), any::<Option<u64>>()).prop_map(|(ns, key, delta, ttl_ms)| {
+            Op::Increment {
+                ns,
+                key,
+                delta,
+                ttl_ms,
+            }
+        }),
+        (ns(), bytes()).prop_map(|(ns, prefix)| Op::Purge { ns, prefix }),
+        prop::option::of(ns()).prop_map(|ns| Op::Stats { ns }),
+    ]
+}
+
+fn wire_error() -> impl Strategy<Value = WireError> {
+    (
+        prop::sample::select(ErrorCode::ALL.to_vec()),
+        ".{0,40}",
+        any::<(Option<u64>, Option<u64>, Option<u32>, Option<u64>)>(),
+    )
+        .prop_map(|(code, message, (owner, epoch, retry, current))| {
+            WireError::new(code, message).with_hints(Hints {
+                owner: owner.map(NodeId),
+                epoch: epoch.map(Epoch),
+                retry_after_ms: retry,
+                current_version: current,
+            })
+        })
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (bytes(), any::<u64>(), any::<Option<u64>>()).prop_map(|(value, version, ttl_ms)| Entry {
+        value,
+        version,
+        ttl_ms,
+    })
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        any::<u64>().prop_map(|n| Response::Pong { node: NodeId(n) }),
+        prop::option::of(entry()).prop_map(Response::Value),
+        prop::collection::vec(prop::option::of(entry()), 0..6).prop_map(Response::Values),
+        any::<u64>().prop_map(|version| Response::Stored { version }),
+        prop::collection::vec(
+            prop_oneof![any::<u64>().prop_map(Ok), wire_error().prop_map(Err)],
+            0..6
+        )
+        .prop_map(Response::StoredMany),
+        any::<bool>().prop_map(Response::Deleted),
+        any::<bool>().prop_map(Response::Exists),
+        any::<bool>().prop_map(Response::Touched),
+        any::<i64>().prop_map(Response::Counter),
+        any::<u64>().prop_map(Response::Purged),
+        prop::collection::vec((ns(), any::<[u64; 6]>()), 0..4).prop_map(|v| Response::Stats(
+            v.into_iter()
+                .map(|(ns, c)| NamespaceStats {
+                    ns,
+                    hits: c[0],
+                    misses: c[1],
+                    entries: c[2],
+                    used_bytes: c[3],
+                    capacity_bytes: c[4],
+                    evicted: c[5],
+                    expired: c[0] ^ c[5],
+                })
+                .collect()
+        )),
+        (
+            any::<u64>(),
+            1u32..64,
+            prop::collection::vec(any::<u64>(), 0..8)
+        )
+            .prop_map(|(e, partitions, owners)| {
+                Response::ClusterInfo(ClusterInfo {
+                    epoch: Epoch(e),
+                    partitions,
+                    members: owners
+                        .iter()
+                        .map(|&id| Member {
+                            id: NodeId(id),
+                            addr: format!("127.0.0.1:{}", id % 65536),
+                        })
+                        .collect(),
+                    owners: owners.into_iter().map(NodeId).collect(),
+                })
+            }),
+        wire_error().prop_map(Response::Error),
+    ]
+}
+
+fn frame_of<T: serde::Serialize>(id: u64, msg: &T) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode(RequestId(id), msg, DEFAULT_MAX_FRAME, &mut buf).expect("encodes");
+    buf
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip(id in any::<u64>(), epoch in any::<u64>(), op in op()) {
+        let req = Request { epoch: Epoch(epoch), op };
+        let mut buf = frame_of(id, &req);
+        let got: Option<(RequestId, Request)> = decode(&mut buf, DEFAULT_MAX_FRAME).expect("valid frame");
+        prop_assert_eq!(got, Some((RequestId(id), req)));
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn responses_round_trip(id in any::<u64>(), resp in response()) {
+        let mut buf = frame_of(id, &resp);
+        let got: Option<(RequestId, Response)> = decode(&mut buf, DEFAULT_MAX_FRAME).expect("valid frame");
+        prop_assert_eq!(got, Some((RequestId(id), resp)));
+    }
+
+    /// Every strict prefix of a frame is "not yet"; the whole frame decodes.
+    #[test]
+    fn truncated_frames_wait_for_the_rest(op in op()) {
+        let full = frame_of(1, &Request { epoch: Epoch(3), op });
+        for cut in 0..full.len() {
+            let mut part = BytesMut::from(&full[..cut]);
+            let got: Option<(RequestId, Request)> = decode(&mut part, DEFAULT_MAX_FRAME).expect("a prefix is not an error");
+            prop_assert!(got.is_none(), "decoded from {} of {} bytes", cut, full.len());
+            prop_assert_eq!(part.len(), cut, "a partial frame is not consumed");
+        }
+    }
+
+    /// Whatever arrives, decoding returns (never panics) and every non-fatal error
+    /// consumes at least one byte, so a reader loop always makes progress.
+    #[test]
+    fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..512), max in 10u32..1024) {
+        let mut buf = BytesMut::from(&data[..]);
+        loop {
+            let before = buf.len();
+            match decode::<Request>(&mut buf, max) {
+                Ok(Some(_)) => prop_assert!(buf.len() < before),
+                Ok(None) => break,
+                Err(e) if e.is_fatal() => break,
+                Err(_) => prop_assert!(buf.len() < before, "a non-fatal error must consume the frame"),
+            }
+        }
+    }
+
+    /// A valid header with a random body: the same guarantees, and the request id of
+    /// a malformed body is reported.
+    #[test]
+    fn random_bodies_are_malformed_or_valid(id in any::<u64>(), body in prop::collection::vec(any::<u8>(), 0..256)) {
+        let mut buf = BytesMut::new();
+        buf.put_u32_le(10 + body.len() as u32);
+        buf.put_u16_le(PROTOCOL_VERSION);
+        buf.put_u64_le(id);
+        buf.put_slice(&body);
+        match decode::<Request>(&mut buf, DEFAULT_MAX_FRAME) {
+            Ok(Some((rid, _))) => prop_assert_eq!(rid, RequestId(id)),
+            Err(FrameError::Malformed { request_id }) => prop_assert_eq!(request_id, RequestId(id)),
+            other => prop_assert!(false, "unexpected {:?}", other),
+        }
+        prop_assert!(buf.is_empty());
+    }
+}
+
+#[test]
+fn frames_written_back_to_back_decode_in_order() {
+    let mut buf = BytesMut::new();
+    for i in 0..5u64 {
+        encode(
+            RequestId(i),
+            &Request {
+                epoch: Epoch(i),
+                op: Op::Ping,
+            },
+            DEFAULT_MAX_FRAME,
+            &mut buf,
+        )
+        .expect("encodes");
+    }
+    for i in 0..5u64 {
+        let (id, req): (RequestId, Request) = decode(&mut buf, DEFAULT_MAX_FRAME)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((id, req.epoch), (RequestId(i), Epoch(i)));
+    }
+    assert!(
+        decode::<Request>(&mut buf, DEFAULT_MAX_FRAME)
+            .expect("empty")
+            .is_none()
+    );
+}
+
+#[test]
+fn an_oversized_frame_is_refused_from_its_header_alone() {
+    let mut buf = BytesMut::new();
+    buf.put_u32_le(1_000_001);
+    buf.put_u16_le(PROTOCOL_VERSION);
+    buf.put_u64_le(77);
+    let err = decode::<Request>(&mut buf, 1_000_000).expect_err("over the limit");
+    assert_eq!(
+        err,
+        FrameError::TooLarge {
+            len: 1_000_001,
+            max: 1_000_000,
+            request_id: Some(RequestId(77))
+        }
+    );
+    assert!(err.is_fatal());
+    // Nothing was reserved for the body: the decoder did not trust the length.
+    assert!(buf.capacity() < 1_000_000, "capacity {}", buf.capacity());
+
+    // The length prefix alone is enough to refuse.
+    let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+    assert!(matches!(
+        decode::<Request>(&mut buf, DEFAULT_MAX_FRAME),
+        Err(FrameError::TooLarge {
+            request_id: None,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_length_shorter_than_the_header_is_fatal() {
+    let mut buf = BytesMut::from(&3u32.to_le_bytes()[..]);
+    let err = decode::<Request>(&mut buf, DEFAULT_MAX_FRAME).expect_err("too short");
+    assert_eq!(err, FrameError::TooShort { len: 3 });
+    assert!(err.is_fatal());
+}
+
+#[test]
+fn a_wrong_version_skips_the_frame_and_the_stream_goes_on() {
+    let mut buf = frame_of(
+        5,
+        &Request {
+            epoch: Epoch(0),
+            op: Op::Ping,
+        },
+    );
+    buf[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
+    buf.extend_from_slice(&frame_of(
+        6,
+        &Request {
+            epoch: Epoch(0),
+            op: Op::ClusterInfo,
+        },
+    ));
+    let err = decode::<Request>(&mut buf, DEFAULT_MAX_FRAME).expect_err("wrong version");
+    assert_eq!(
+        err,
+        FrameError::UnsupportedVersion {
+            got: PROTOCOL_VERSION + 1,
+            request_id: RequestId(5)
+        }
+    );
+    assert!(!err.is_fatal());
+    let (id, req): (RequestId, Request) = decode(&mut buf, DEFAULT_MAX_FRAME)
+        .expect("next frame is fine")
+        .expect("complete");
+    assert_eq!((id, req.op), (RequestId(6), Op::ClusterInfo));
+}
+
+#[test]
+fn trailing_bytes_after_the_message_are_malformed() {
+    let mut buf = frame_of(
+        9,
+        &Request {
+            epoch: Epoch(0),
+            op: Op::Ping,
+        },
+    );
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) + 1;
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    buf.put_u8(0);
+    assert_eq!(
+        decode::<Request>(&mut buf, DEFAULT_MAX_FRAME),
+        Err(FrameError::Malformed {
+            request_id: RequestId(9)
+        })
+    );
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn encoding_refuses_frames_over_the_limit() {
+    let req = Request {
+        epoch: Epoch(0),
+        op: Op::Set {
+            ns: "n".into(),
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![0u8; 200]),
+            ttl_ms: None,
+            condition: WriteCondition::Always,
+        },
+    };
+    let mut buf = BytesMut::from(&b"earlier frames"[..]);
+    let err = encode(RequestId(1), &req, 100, &mut buf).expect_err("too large");
+    assert!(matches!(
+        err,
+        ringcache_proto::EncodeError::TooLarge { max: 100, .. }
+    ));
+    assert_eq!(
+        &buf[..],
+        b"earlier frames",
+        "a failed encode leaves the buffer as it was"
+    );
+}
