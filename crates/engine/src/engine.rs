@@ -370,11 +370,7 @@ impl Engine {
     /// idle engine gives memory back too.
     pub fn reclaim_expired(&self, budget: usize) -> usize {
         let mut removed = 0;
-        self.each_shard(|s, now, sink| {
-            let t = self.clock.now().0;
-            let _ = now;
-            removed += s.reclaim(t, budget, sink);
-        });
+        self.each_shard(|s, now, sink| removed += s.reclaim_now(now, budget, sink));
         removed
     }
 

@@ -490,6 +490,14 @@ impl Shard {
         }
     }
 
+    /// [`Shard::reclaim`] at the current time (read only if something can expire).
+    pub(crate) fn reclaim_now(&mut self, now: &mut Now<'_>, budget: usize, sink: &mut Sink) -> usize {
+        if self.expiry.is_empty() {
+            return 0;
+        }
+        self.reclaim(now.get(), budget, sink)
+    }
+
     /// Removes up to `budget` expired entries. Entries whose idle deadline moved on are
     /// refiled (that costs no budget: each refile follows a real access).
     pub(crate) fn reclaim(&mut self, now: u64, budget: usize, sink: &mut Sink) -> usize {
