@@ -491,7 +491,12 @@ impl Shard {
     }
 
     /// [`Shard::reclaim`] at the current time (read only if something can expire).
-    pub(crate) fn reclaim_now(&mut self, now: &mut Now<'_>, budget: usize, sink: &mut Sink) -> usize {
+    pub(crate) fn reclaim_now(
+        &mut self,
+        now: &mut Now<'_>,
+        budget: usize,
+        sink: &mut Sink,
+    ) -> usize {
         if self.expiry.is_empty() {
             return 0;
         }

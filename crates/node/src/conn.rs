@@ -1,0 +1,131 @@
+//! One request stream: decode every complete frame, answer each, write all answers in
+//! one write, read more.
+//!
+//! Generic over the byte streams so it runs the same over a QUIC stream and over an
+//! in-memory pipe in tests. Frames that are bad but delimited (wrong version,
+//! undecodable body, over a limit) get an error response and the stream goes on; a
+//! frame that breaks framing (length over the maximum or under the header) gets an
+//! error response if its request id is known, then the stream ends.
+
+use bytes::BytesMut;
+use ringcache_proto::{
+    EncodeError, ErrorCode, FrameError, Request, RequestId, Response, WireError, decode, encode,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::handler::Handler;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 << 10;
+
+/// How a stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The peer finished its side.
+    Finished,
+    /// The node is shutting down: every request already received was answered, then
+    /// the stream was finished.
+    ShutDown,
+    /// The peer broke framing; the stream was closed after an error response.
+    ProtocolError(FrameError),
+}
+
+/// Serves one stream until the peer finishes it, breaks framing, or `shutdown` turns
+/// true (graceful: every request already received is answered first).
+///
+/// # Errors
+/// I/O errors of the underlying stream (the connection is gone).
+pub async fn serve_stream<R, W>(
+    handler: &Handler,
+    mut recv: R,
+    mut send: W,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<StreamEnd>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let max_frame = handler.limits().max_frame;
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut outbuf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let mut fatal = None;
+        loop {
+            match decode::<Request>(&mut inbuf, max_frame) {
+                Ok(Some((id, req))) => respond(id, &handler.handle(req), max_frame, &mut outbuf),
+                Ok(None) => break,
+                Err(e) => {
+                    if let Some(id) = e.request_id() {
+                        respond(
+                            id,
+                            &Response::Error(frame_error(&e)),
+                            max_frame,
+                            &mut outbuf,
+                        );
+                    }
+                    if e.is_fatal() {
+                        fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if !outbuf.is_empty() {
+            send.write_all(&outbuf).await?;
+            outbuf.clear();
+        }
+        if let Some(e) = fatal {
+            tracing::warn!(error = %e, "closing stream after a framing error");
+            send.shutdown().await?;
+            return Ok(StreamEnd::ProtocolError(e));
+        }
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            read = recv.read_buf(&mut inbuf) => {
+                if read? == 0 {
+                    send.shutdown().await?;
+                    return Ok(StreamEnd::Finished);
+                }
+            }
+            () = stop_requested(&mut shutdown) => {
+                send.shutdown().await?;
+                return Ok(StreamEnd::ShutDown);
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone, which also means stop).
+pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before the caller awaits anything.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Encodes a response; one too large for a frame is replaced by an error saying so.
+fn respond(id: RequestId, resp: &Response, max_frame: u32, out: &mut BytesMut) {
+    match encode(id, resp, max_frame, out) {
+        Ok(()) => {}
+        Err(EncodeError::TooLarge { len, max }) => {
+            let e = WireError::new(
+                ErrorCode::FrameTooLarge,
+                format!("response of {len} bytes exceeds max_frame = {max}; ask for fewer keys"),
+            );
+            if let Err(e) = encode(id, &Response::Error(e), max_frame, out) {
+                tracing::error!(error = %e, "cannot encode an error response");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
+    }
+}
+
+fn frame_error(e: &FrameError) -> WireError {
+    let code = match e {
+        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        FrameError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+        _ => ErrorCode::Malformed,
+    };
+    WireError::new(code, e.to_string())
+}

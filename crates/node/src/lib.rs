@@ -1,0 +1,21 @@
+//! The Ringcache node (`ringcached`): everything that runs.
+//!
+//! ```text
+//!  client ──QUIC stream (frames)──► conn::serve_stream ──► Handler::handle ──► Keyspace
+//!           ◄── responses, coalesced into one write per batch ──┘                │
+//!                                                 namespace ─► partition (xxh3) ─► Engine
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the TOML file, validated into [`config::ValidConfig`].
+//! - [`keyspace`]: namespaces, each with one engine per partition.
+//! - [`handler`]: requests to responses.
+//! - [`conn`]: the framing loop of one stream.
+//! - [`server`]: the QUIC listener (mutual TLS, ALPN `ringcache/1`) and graceful
+//!   shutdown.
+
+pub mod config;
+pub mod conn;
+pub mod handler;
+pub mod keyspace;
+pub mod server;

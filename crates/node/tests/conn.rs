@@ -1,0 +1,276 @@
+//! The stream loop over an in-memory pipe: good frames, coalesced frames, and every
+//! kind of bad input, with the stream (or the next one) still serving afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ringcache_node::config::NamespaceConfig;
+use ringcache_node::conn::{StreamEnd, serve_stream};
+use ringcache_node::handler::Handler;
+use ringcache_node::keyspace::Keyspace;
+use ringcache_proto::{
+    Epoch, ErrorCode, FrameError, Limits, NodeId, Op, PROTOCOL_VERSION, Request, RequestId,
+    Response, WriteCondition, decode, encode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
+
+const MAX_FRAME: u32 = 64 << 10;
+
+fn handler() -> Handler {
+    let namespaces = BTreeMap::from([(
+        "default".to_owned(),
+        NamespaceConfig {
+            memory: 1 << 20,
+            ..NamespaceConfig::default()
+        },
+    )]);
+    Handler::new(
+        Arc::new(Keyspace::new(8, &namespaces)),
+        Limits {
+            max_frame: MAX_FRAME,
+            max_key: 256,
+            max_value: 8192,
+            max_batch: 64,
+        },
+        NodeId(1),
+        "127.0.0.1:1".into(),
+    )
+}
+
+/// Starts the loop on one end of a pipe; returns the client end and the loop's task.
+fn start_with_shutdown() -> (
+    DuplexStream,
+    tokio::task::JoinHandle<std::io::Result<StreamEnd>>,
+    watch::Sender<bool>,
+) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let (stop, stopped) = watch::channel(false);
+    let h = handler();
+    let task = tokio::spawn(async move {
+        let (r, w) = tokio::io::split(server);
+        serve_stream(&h, r, w, stopped).await
+    });
+    (client, task, stop)
+}
+
+fn frame(id: u64, op: Op) -> BytesMut {
+    let mut b = BytesMut::new();
+    encode(
+        RequestId(id),
+        &Request {
+            epoch: Epoch(0),
+            op,
+        },
+        MAX_FRAME,
+        &mut b,
+    )
+    .expect("encodes");
+    b
+}
+
+/// Reads responses until `n` have arrived (bounded by a timeout).
+async fn responses(client: &mut DuplexStream, n: usize) -> Vec<(RequestId, Response)> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while out.len() < n {
+            while let Some(r) =
+                decode::<Response>(&mut buf, MAX_FRAME).expect("node sends valid frames")
+            {
+                out.push(r);
+            }
+            if out.len() >= n {
+                break;
+            }
+            let read = client.read_buf(&mut buf).await.expect("read");
+            assert!(
+                read > 0,
+                "stream closed after {} of {n} responses",
+                out.len()
+            );
+        }
+    })
+    .await
+    .expect("responses arrive in time");
+    out
+}
+
+fn ping() -> Op {
+    Op::Ping
+}
+
+#[tokio::test]
+async fn frames_sent_together_are_all_answered() {
+    let (mut client, _task, _stop) = start_with_shutdown();
+    let mut batch = BytesMut::new();
+    for i in 0..50u64 {
+        batch.extend_from_slice(&frame(
+            i,
+            Op::Set {
+                ns: "default".into(),
+                key: Bytes::from(format!("k{i}")),
+                value: Bytes::from_static(b"v"),
+                ttl_ms: None,
+                condition: WriteCondition::Always,
+            },
+        ));
+    }
+    client.write_all(&batch).await.expect("write");
+    let got = responses(&mut client, 50).await;
+    let mut ids: Vec<u64> = got.iter().map(|(id, _)| id.0).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..50).collect::<Vec<_>>());
+    assert!(
+        got.iter()
+            .all(|(_, r)| matches!(r, Response::Stored { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_frame_split_across_writes_is_answered_once_complete() {
+    let (mut client, _task, _stop) = start_with_shutdown();
+    let f = frame(7, ping());
+    client.write_all(&f[..5]).await.expect("write");
+    client.flush().await.expect("flush");
+    tokio::task::yield_now().await;
+    client.write_all(&f[5..]).await.expect("write");
+    let got = responses(&mut client, 1).await;
+    assert_eq!(
+        got,
+        vec![(RequestId(7), Response::Pong { node: NodeId(1) })]
+    );
+}
+
+#[tokio::test]
+async fn wrong_version_and_garbage_bodies_get_errors_and_the_stream_goes_on() {
+    let (mut client, _task, _stop) = start_with_shutdown();
+    let mut bad_version = frame(1, ping());
+    bad_version[4..6].copy_from_slice(&(PROTOCOL_VERSION + 7).to_le_bytes());
+    let mut garbage = BytesMut::new();
+    garbage.put_u32_le(10 + 5);
+    garbage.put_u16_le(PROTOCOL_VERSION);
+    garbage.put_u64_le(2);
+    garbage.put_slice(&[0xFF, 0xFE, 0xFD, 0xFC, 0xFB]);
+    client.write_all(&bad_version).await.expect("write");
+    client.write_all(&garbage).await.expect("write");
+    client.write_all(&frame(3, ping())).await.expect("write");
+    let got = responses(&mut client, 3).await;
+    let code = |id: u64| {
+        got.iter()
+            .find(|(r, _)| r.0 == id)
+            .map(|(_, resp)| match resp {
+                Response::Error(e) => Some(e.code),
+                _ => None,
+            })
+    };
+    assert_eq!(code(1), Some(Some(ErrorCode::UnsupportedVersion)));
+    assert_eq!(code(2), Some(Some(ErrorCode::Malformed)));
+    assert_eq!(code(3), Some(None), "the stream still serves");
+}
+
+#[tokio::test]
+async fn an_oversized_frame_gets_an_error_and_the_stream_closes() {
+    let (mut client, task, _stop) = start_with_shutdown();
+    let mut big = BytesMut::new();
+    big.put_u32_le(MAX_FRAME + 1);
+    big.put_u16_le(PROTOCOL_VERSION);
+    big.put_u64_le(9);
+    client.write_all(&big).await.expect("write");
+    let got = responses(&mut client, 1).await;
+    assert!(
+        matches!(&got[0], (RequestId(9), Response::Error(e)) if e.code == ErrorCode::FrameTooLarge)
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("loop ends")
+        .expect("no panic")
+        .expect("no I/O error");
+    assert!(matches!(
+        end,
+        StreamEnd::ProtocolError(FrameError::TooLarge { .. })
+    ));
+    // Nothing more arrives: the node closed its side.
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn pure_garbage_ends_the_stream_without_a_panic() {
+    let (mut client, task, _stop) = start_with_shutdown();
+    // A length of 3 cannot even hold the header: this is not our protocol.
+    client
+        .write_all(&[3, 0, 0, 0, 42, 42, 42])
+        .await
+        .expect("write");
+    let end = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("loop ends")
+        .expect("no panic")
+        .expect("no I/O error");
+    assert_eq!(
+        end,
+        StreamEnd::ProtocolError(FrameError::TooShort { len: 3 })
+    );
+}
+
+#[tokio::test]
+async fn a_response_larger_than_a_frame_becomes_an_error() {
+    let (mut client, _task, _stop) = start_with_shutdown();
+    let mut batch = BytesMut::new();
+    for i in 0..12u64 {
+        batch.extend_from_slice(&frame(
+            i,
+            Op::Set {
+                ns: "default".into(),
+                key: Bytes::from(format!("big{i}")),
+                value: Bytes::from(vec![b'x'; 8000]),
+                ttl_ms: None,
+                condition: WriteCondition::Always,
+            },
+        ));
+    }
+    let keys = (0..12u64).map(|i| Bytes::from(format!("big{i}"))).collect();
+    batch.extend_from_slice(&frame(
+        100,
+        Op::GetMany {
+            ns: "default".into(),
+            keys,
+        },
+    ));
+    client.write_all(&batch).await.expect("write");
+    let got = responses(&mut client, 13).await;
+    let last = got.iter().find(|(id, _)| id.0 == 100).expect("answered");
+    assert!(
+        matches!(&last.1, Response::Error(e) if e.code == ErrorCode::FrameTooLarge),
+        "{:?}",
+        last.1
+    );
+}
+
+#[tokio::test]
+async fn shutdown_answers_what_was_received_then_finishes_the_stream() {
+    let (mut client, task, stop) = start_with_shutdown();
+    client.write_all(&frame(1, ping())).await.expect("write");
+    let got = responses(&mut client, 1).await;
+    assert_eq!(got.len(), 1);
+    stop.send(true).expect("loop is listening");
+    let end = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("loop ends")
+        .expect("no panic")
+        .expect("no I/O error");
+    assert_eq!(end, StreamEnd::ShutDown);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest))
+        .await
+        .expect("finished in time")
+        .expect("read");
+    assert_eq!(n, 0, "nothing after the shutdown");
+}

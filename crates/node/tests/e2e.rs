@@ -1,0 +1,371 @@
+//! Black-box: the real `ringcached` binary on 127.0.0.1 port 0, driven by the client.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ringcache_client::{Client, ClientConfig, Error, ErrorCode, SetOptions, WriteCondition};
+use ringcache_proto::NodeId;
+use ringcache_tls::{CertAuthority, write_bundle};
+use tokio::process::{Child, Command};
+
+/// A node process with its certificates in a temp dir; killed on drop.
+struct TestNode {
+    dir: tempfile::TempDir,
+    child: Child,
+    addr: String,
+}
+
+impl TestNode {
+    async fn start(namespaces: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = CertAuthority::generate("ringcache.local").expect("ca");
+        let node = ca
+            .issue_node(NodeId(1), &["127.0.0.1".to_owned()])
+            .expect("node cert");
+        let client = ca.issue_client("test").expect("client cert");
+        write_bundle(
+            dir.path().join("certs"),
+            &ca,
+            &[(NodeId(1), &node)],
+            &[("test", &client)],
+        )
+        .expect("bundle");
+        let config = format!(
+            r#"
+node_id = 1
+listen = "127.0.0.1:0"
+data_dir = "data"
+partitions = 64
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/node-1.pem"
+key = "certs/node-1.key"
+
+[limits]
+max_key = 256
+max_value = "64KiB"
+
+{namespaces}
+"#
+        );
+        let config_path = dir.path().join("node.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcached"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ringcached");
+        let addr_file = dir.path().join("data/listen.addr");
+        let addr = wait_for("the node to listen", || {
+            std::fs::read_to_string(&addr_file).ok()
+        })
+        .await;
+        Self {
+            dir,
+            child,
+            addr: addr.trim().to_owned(),
+        }
+    }
+
+    fn client_config(&self, name: &str) -> ClientConfig {
+        let certs = self.dir.path().join("certs");
+        let mut cfg = ClientConfig::new(
+            vec![self.addr.clone()],
+            certs.join("ca.pem"),
+            certs.join(format!("client-{name}.pem")),
+            certs.join(format!("client-{name}.key")),
+        );
+        cfg.connect_timeout = Duration::from_secs(10);
+        cfg.request_timeout = Duration::from_secs(10);
+        cfg
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.client_config("test"))
+            .await
+            .expect("connect")
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+}
+
+/// Polls `f` until it yields, failing the test after 20 s with `what`.
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const NS: &str = r#"
+[namespaces.default]
+memory = "8MiB"
+"#;
+
+#[tokio::test]
+async fn every_operation_over_quic() {
+    let node = TestNode::start(NS).await;
+    let c = node.client().await;
+    assert_eq!(c.ping().await.expect("ping"), NodeId(1));
+
+    let v1 = c
+        .set("default", "k", "v1", SetOptions::default())
+        .await
+        .expect("set");
+    let e = c.get("default", "k").await.expect("get").expect("hit");
+    assert_eq!((e.value.as_ref(), e.version), (&b"v1"[..], v1));
+    assert!(c.get("default", "absent").await.expect("get").is_none());
+    assert!(c.exists("default", "k").await.expect("exists"));
+
+    // Compare-and-set.
+    let err = c
+        .set(
+            "default",
+            "k",
+            "x",
+            SetOptions {
+                condition: WriteCondition::IfVersion(v1 + 1),
+                ..SetOptions::default()
+            },
+        )
+        .await
+        .expect_err("stale version");
+    assert_eq!(err.code(), Some(ErrorCode::ConditionFailed));
+    assert!(!err.retry_is_safe());
+    let v2 = c
+        .set(
+            "default",
+            "k",
+            "v2",
+            SetOptions {
+                condition: WriteCondition::IfVersion(v1),
+                ..SetOptions::default()
+            },
+        )
+        .await
+        .expect("cas with the current version");
+    assert!(v2 > v1);
+
+    // Batches, counters, typed values, purge, stats.
+    let items = (0..10)
+        .map(|i| (format!("user:{i}").into(), "x".into(), None))
+        .collect();
+    assert!(
+        c.set_many("default", items)
+            .await
+            .expect("set many")
+            .iter()
+            .all(Result::is_ok)
+    );
+    let got = c
+        .get_many("default", &["user:0", "user:9", "nope"])
+        .await
+        .expect("get many");
+    assert_eq!(
+        got.iter().map(Option::is_some).collect::<Vec<_>>(),
+        vec![true, true, false]
+    );
+    assert_eq!(c.increment("default", "n", 3).await.expect("incr"), 3);
+    assert_eq!(c.increment("default", "n", -1).await.expect("incr"), 2);
+    c.set_json("default", "cfg", &vec![1, 2, 3], SetOptions::default())
+        .await
+        .expect("json");
+    assert_eq!(
+        c.get_json::<Vec<i32>>("default", "cfg")
+            .await
+            .expect("json"),
+        Some(vec![1, 2, 3])
+    );
+    assert_eq!(c.purge("default", "user:").await.expect("purge"), 10);
+    assert!(c.get("default", "user:3").await.expect("get").is_none());
+    assert!(c.delete("default", "k", None).await.expect("delete"));
+    let stats = c.stats(Some("default")).await.expect("stats");
+    assert_eq!(stats[0].entries, 2, "n and cfg: {stats:?}");
+    let info = c.cluster_info().await.expect("info");
+    assert_eq!((info.partitions, info.owners.len()), (64, 64));
+
+    // Bad input: clear errors, and the connection keeps working.
+    let err = c.get("nope", "k").await.expect_err("unknown namespace");
+    assert_eq!(err.code(), Some(ErrorCode::UnknownNamespace));
+    let err = c
+        .set("default", "k", vec![0u8; 70_000], SetOptions::default())
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code(), Some(ErrorCode::ValueTooLarge), "{err:?}");
+    let huge = vec![0u8; 9 << 20];
+    let err = c
+        .set("default", "k", huge, SetOptions::default())
+        .await
+        .expect_err("over the client's own limit");
+    assert!(
+        matches!(err, Error::Invalid(_)),
+        "refused before sending: {err:?}"
+    );
+    assert!(c.ping().await.is_ok());
+}
+
+#[tokio::test]
+async fn ttl_expires_and_touch_extends() {
+    let node = TestNode::start(NS).await;
+    let c = node.client().await;
+    c.set(
+        "default",
+        "short",
+        "v",
+        SetOptions::ttl(Duration::from_millis(300)),
+    )
+    .await
+    .expect("set");
+    c.set(
+        "default",
+        "kept",
+        "v",
+        SetOptions::ttl(Duration::from_millis(300)),
+    )
+    .await
+    .expect("set");
+    assert!(
+        c.touch("default", "kept", Some(Duration::from_secs(60)))
+            .await
+            .expect("touch")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.get("default", "short").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "a 300 ms TTL never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = c
+        .get("default", "kept")
+        .await
+        .expect("get")
+        .expect("touched key lives");
+    assert!(kept.ttl_ms.is_some_and(|t| t > 50_000));
+}
+
+#[tokio::test]
+async fn many_tasks_share_one_connection() {
+    let node = TestNode::start(NS).await;
+    let c = node.client().await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let key = format!("k{i}");
+                c.set("default", &key, key.clone(), SetOptions::default())
+                    .await?;
+                c.get("default", &key).await
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.expect("task").expect("request").expect("hit");
+        assert_eq!(got.value, format!("k{i}").as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_a_valid_certificate_is_refused_and_others_keep_working() {
+    let node = TestNode::start(NS).await;
+    let good = node.client().await;
+
+    // A certificate from another CA.
+    let other = tempfile::tempdir().expect("dir");
+    let rogue_ca = CertAuthority::generate("ringcache.local").expect("ca");
+    let rogue = rogue_ca.issue_client("rogue").expect("cert");
+    write_bundle(other.path(), &rogue_ca, &[], &[("rogue", &rogue)]).expect("bundle");
+    let mut cfg = node.client_config("test");
+    cfg.client_cert = other.path().join("client-rogue.pem");
+    cfg.client_key = other.path().join("client-rogue.key");
+    cfg.connect_timeout = Duration::from_secs(3);
+    cfg.request_timeout = Duration::from_secs(3);
+    let refused = match Client::connect(cfg).await {
+        Err(e) => Some(e),
+        // With TLS 1.3 the refusal can surface on the first request instead.
+        Ok(c) => c.ping().await.err(),
+    };
+    assert!(
+        refused.is_some(),
+        "a client certificate from another CA must not be served"
+    );
+
+    // A client that does not trust the node's CA refuses the node.
+    let mut cfg = node.client_config("test");
+    cfg.ca_cert = other.path().join("ca.pem");
+    cfg.connect_timeout = Duration::from_secs(3);
+    assert!(Client::connect(cfg).await.is_err());
+
+    assert_eq!(
+        good.ping().await.expect("the good client still works"),
+        NodeId(1)
+    );
+    let _ = node.certs();
+}
+
+#[tokio::test]
+async fn sigterm_answers_requests_in_flight_and_exits_cleanly() {
+    let mut node = TestNode::start(NS).await;
+    let c = node.client().await;
+    c.set("default", "k", "v", SetOptions::default())
+        .await
+        .expect("set");
+    let load: Vec<_> = (0..50)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut ok = 0u32;
+                for _ in 0..200 {
+                    match c.get("default", "k").await {
+                        Ok(_) => ok += 1,
+                        // After the node stops, requests fail with a typed error: never a hang.
+                        Err(e) => return (ok, Some(e)),
+                    }
+                }
+                (ok, None)
+            })
+        })
+        .collect();
+    let pid = node.child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), node.child.wait())
+        .await
+        .expect("the node exits within 30 s")
+        .expect("wait");
+    assert!(exit.success(), "graceful exit: {exit:?}");
+    let mut answered = 0;
+    for t in load {
+        let (ok, err) = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("no client hangs")
+            .expect("task");
+        answered += ok;
+        if let Some(e) = err {
+            assert!(
+                matches!(
+                    e,
+                    Error::ConnectionLost { .. } | Error::Connect { .. } | Error::Timeout { .. }
+                ),
+                "{e:?}"
+            );
+        }
+    }
+    assert!(
+        answered > 0,
+        "requests were being served when the signal came"
+    );
+}
