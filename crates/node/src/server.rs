@@ -30,7 +30,7 @@ pub enum ServeError {
     #[error("tls: {0}")]
     Tls(#[from] ringcache_tls::TlsError),
     /// The data directory could not be prepared.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
         /// The directory.
         path: std::path::PathBuf,
@@ -38,7 +38,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The UDP socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -320,14 +320,18 @@ async fn sigterm_answers_requests_in_flight_and_exits_cleanly() {
     c.set("default", "k", "v", SetOptions::default())
         .await
         .expect("set");
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load: Vec<_> = (0..50)
         .map(|_| {
-            let c = c.clone();
+            let (c, served) = (c.clone(), std::sync::Arc::clone(&served));
             tokio::spawn(async move {
                 let mut ok = 0u32;
-                for _ in 0..200 {
+                for _ in 0..100_000 {
                     match c.get("default", "k").await {
-                        Ok(_) => ok += 1,
+                        Ok(_) => {
+                            ok += 1;
+                            served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         // After the node stops, requests fail with a typed error: never a hang.
                         Err(e) => return (ok, Some(e)),
                     }
@@ -336,6 +340,11 @@ async fn sigterm_answers_requests_in_flight_and_exits_cleanly() {
             })
         })
         .collect();
+    // Signal only once the load is really being served.
+    wait_for("requests to be served", || {
+        (served.load(std::sync::atomic::Ordering::Relaxed) >= 500).then_some(())
+    })
+    .await;
     let pid = node.child.id().expect("running");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -1,0 +1,319 @@
+//! The command line: nouns and verbs (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::units::{parse_bytes, parse_duration};
+
+/// Ringcache admin CLI: certificates, a local node, and data commands.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringctl",
+    version,
+    propagate_version = true,
+    after_help = "Output is a human table; --json prints machine-readable JSON instead.\n\
+                  Errors print one line `ringctl: <message>` on stderr. Exit status: 0 ok,\n\
+                  1 error, 2 usage error, 3 `get` found no value, 4 a --if-absent or\n\
+                  --if-version condition did not hold.\n\n\
+                  Start here:\n  \
+                  ringctl local up --detach     # a node on 127.0.0.1, certificates included\n  \
+                  ringctl set greeting hello\n  \
+                  ringctl get greeting\n  \
+                  ringctl local down"
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Global options")]
+    pub verbose: u8,
+
+    /// Client configuration (TOML, as `ringctl local up` writes it). Default:
+    /// ./.ringcache/local/client.toml when it exists.
+    #[arg(
+        short,
+        long,
+        env = "RINGCACHE_CONFIG",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Connection"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Node address (repeatable or comma-separated); replaces the file's endpoints.
+    #[arg(
+        long = "endpoint",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Cluster CA certificate (PEM); overrides the file's `ca_cert`.
+    #[arg(
+        long = "ca",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Client certificate (PEM); overrides the file's `client_cert`.
+    #[arg(
+        long = "cert",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// Client private key (PEM); overrides the file's `client_key`.
+    // The id differs from the flag: `set KEY` has a positional `key`.
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub client_key: Option<PathBuf>,
+
+    /// Cluster certificate domain [default: the file's, else ringcache.local].
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub cluster_domain: Option<String>,
+
+    /// Connect and request timeout, e.g. 2s [default: the file's, else 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true, help_heading = "Connection")]
+    pub timeout: Option<Duration>,
+
+    /// Namespace [default: "default"; `stats` and `ns list` show every namespace
+    /// unless one is given].
+    #[arg(
+        short,
+        long = "ns",
+        value_name = "NS",
+        env = "RINGCACHE_NS",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub ns: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make certificates for a cluster.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Run a node on this machine for development.
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Round trip to a node.
+    Ping,
+    /// Print the value under KEY (exit 3 when there is none).
+    Get(GetArgs),
+    /// Store VALUE under KEY.
+    Set(SetArgs),
+    /// Remove KEY.
+    #[command(visible_alias = "delete")]
+    Del(DelArgs),
+    /// Namespace counters: entries, memory, hits and misses, evictions.
+    Stats,
+    /// Namespaces.
+    #[command(subcommand)]
+    Ns(NsCommand),
+}
+
+/// `ringctl certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA, node certificates and a client certificate in a new bundle.
+    Init(CertsInitArgs),
+}
+
+/// `ringctl certs init`
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Directory for the bundle (created; existing files are never replaced).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Node certificates to issue: node-1 .. node-N.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub nodes: u64,
+    /// Name of the client certificate (lowercase letters, digits, '-').
+    #[arg(long, default_value = "admin", value_name = "NAME")]
+    pub client: String,
+    /// The cluster's certificate domain.
+    #[arg(long, default_value = "ringcache.local", value_name = "DOMAIN")]
+    pub domain: String,
+    /// Extra subject alternative name for node certificates (IP or DNS name;
+    /// repeatable). 127.0.0.1 and localhost are always included.
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+}
+
+/// `ringctl local ...`
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start a node on 127.0.0.1 (certificates and configs included). Runs in the
+    /// foreground until Ctrl-C unless --detach.
+    Up(LocalUpArgs),
+    /// Stop the nodes `local up --detach` started.
+    Down(LocalDownArgs),
+}
+
+/// `ringctl local up`
+#[derive(Debug, Args)]
+pub struct LocalUpArgs {
+    /// Number of nodes (only 1 for now).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nodes: u32,
+    /// State directory: certs/, node-1.toml, node-1/ (data, log, pid), client.toml.
+    #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Leave the node running in the background and return.
+    #[arg(long)]
+    pub detach: bool,
+    /// Memory bound of the `default` namespace.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_bytes)]
+    pub memory: u64,
+    /// UDP port to listen on (0: a free one).
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
+    pub port: u16,
+    /// How long to wait for the node to answer a ping.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// The ringcached binary [default: next to ringctl, else on PATH].
+    #[arg(long, env = "RINGCACHED_BIN", value_name = "FILE")]
+    pub ringcached: Option<PathBuf>,
+}
+
+/// `ringctl local down`
+#[derive(Debug, Args)]
+pub struct LocalDownArgs {
+    /// State directory given to `local up`.
+    #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// How long to wait for a graceful stop.
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// Kill (SIGKILL) nodes still running after --wait.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ringctl get`
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The key (UTF-8).
+    pub key: String,
+}
+
+/// `ringctl set`
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The key (UTF-8).
+    pub key: String,
+    /// The value (stored as the argument's UTF-8 bytes).
+    pub value: String,
+    /// Time to live, e.g. 30s, 10m [default: the namespace's].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Only store if KEY is absent.
+    #[arg(long, conflicts_with = "if_version")]
+    pub if_absent: bool,
+    /// Only store if KEY's current version is V (compare-and-set).
+    #[arg(long, value_name = "V")]
+    pub if_version: Option<u64>,
+}
+
+/// `ringctl del`
+#[derive(Debug, Args)]
+pub struct DelArgs {
+    /// The key (UTF-8).
+    pub key: String,
+    /// Only remove if KEY's current version is V.
+    #[arg(long, value_name = "V")]
+    pub if_version: Option<u64>,
+}
+
+/// `ringctl ns ...`
+#[derive(Debug, Subcommand)]
+pub enum NsCommand {
+    /// List the namespaces with their size.
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing ids (a global `--key` against `set KEY`), bad defaults, ...
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        let a =
+            Cli::try_parse_from(["ringctl", "-c", "x.toml", "--json", "get", "k"]).expect("before");
+        let b =
+            Cli::try_parse_from(["ringctl", "get", "k", "-c", "x.toml", "--json"]).expect("after");
+        for cli in [a, b] {
+            assert!(cli.global.json);
+            assert_eq!(
+                cli.global.config.as_deref(),
+                Some(std::path::Path::new("x.toml"))
+            );
+            assert!(matches!(cli.command, Command::Get(GetArgs { ref key }) if key == "k"));
+        }
+    }
+
+    #[test]
+    fn the_key_flag_and_the_key_argument_are_distinct() {
+        let cli =
+            Cli::try_parse_from(["ringctl", "set", "k", "v", "--key", "c.key"]).expect("parse");
+        assert_eq!(
+            cli.global.client_key.as_deref(),
+            Some(std::path::Path::new("c.key"))
+        );
+        assert!(matches!(cli.command, Command::Set(SetArgs { ref key, .. }) if key == "k"));
+    }
+
+    #[test]
+    fn set_conditions_exclude_each_other() {
+        let r = Cli::try_parse_from([
+            "ringctl",
+            "set",
+            "k",
+            "v",
+            "--if-absent",
+            "--if-version",
+            "3",
+        ]);
+        assert!(r.is_err());
+    }
+}
