@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::units::{parse_bytes, parse_duration};
 
@@ -142,6 +142,9 @@ pub enum Command {
     /// Namespaces.
     #[command(subcommand)]
     Ns(NsCommand),
+    /// Closed-loop load generator: throughput and latency percentiles, optionally
+    /// against Redis with the identical workload.
+    Bench(BenchArgs),
 }
 
 /// `ringctl certs ...`
@@ -264,6 +267,106 @@ pub enum NsCommand {
     List,
 }
 
+/// `ringctl bench`
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Each of the N connections carries D request loops: a loop sends one \
+    request, waits for its answer, records the latency and sends the next (closed loop), \
+    so N x D requests are outstanding. Ringcache: one Client (one QUIC connection) per \
+    connection. Redis (--redis): one TCP connection each, D commands pipelined, a new \
+    one written as each reply arrives. The systems run one after the other, each with \
+    its own warm-up. Keys are key:0 .. key:<K-1> on both.\n\n\
+    Example:\n  \
+    ringctl bench --fill --redis 127.0.0.1:6379 --depth 16 --duration 10s"
+)]
+pub struct BenchArgs {
+    /// Connections (Ringcache: one Client, i.e. one QUIC connection, each).
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Requests outstanding per connection (pipeline depth): D request loops share
+    /// each connection.
+    #[arg(long, default_value_t = 1, value_name = "D", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub depth: u32,
+    /// Distinct keys: key:0 to key:K-1.
+    #[arg(long, default_value_t = 1_000_000, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub keyspace: u64,
+    /// Size of every value written (fill and SETs), e.g. 100 or 4KiB.
+    #[arg(long, default_value = "100", value_name = "BYTES", value_parser = parse_bytes)]
+    pub value_size: u64,
+    /// What each request is.
+    #[arg(long, value_enum, default_value_t = BenchOp::Get)]
+    pub op: BenchOp,
+    /// Share of GETs with --op mixed (the rest are SETs) [default: 0.9].
+    #[arg(long, value_name = "RATIO", value_parser = parse_ratio)]
+    pub get_ratio: Option<f64>,
+    /// Which keys are asked for.
+    #[arg(long, value_enum, default_value_t = KeyDist::Uniform)]
+    pub dist: KeyDist,
+    /// Zipf exponent with --dist zipf (key:0 is the most popular) [default: 0.99].
+    #[arg(long, value_name = "ALPHA", value_parser = parse_alpha)]
+    pub zipf_alpha: Option<f64>,
+    /// Measured time, per system.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time before the measurement, per system.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// First write every key of the keyspace once (batched: set_many, Redis MSET),
+    /// then measure.
+    #[arg(long)]
+    pub fill: bool,
+    /// Also run the identical workload against the Redis server at HOST:PORT (after
+    /// Ringcache) and print Ringcache's throughput as a ratio of Redis'.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redis: Option<String>,
+    /// Run only the Redis side (no Ringcache connection needed), e.g. to profile the
+    /// load generator or Redis alone.
+    #[arg(long, requires = "redis")]
+    pub redis_only: bool,
+    /// Load generator threads [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
+    /// Seed of the key and operation choices (the same on both systems).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+}
+
+/// `ringctl bench --op`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchOp {
+    /// Only GETs.
+    Get,
+    /// Only SETs.
+    Set,
+    /// GETs and SETs, by --get-ratio.
+    Mixed,
+}
+
+/// `ringctl bench --dist`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyDist {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipf: key:n has weight 1/(n+1)^alpha.
+    Zipf,
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a ratio from 0 to 1 (e.g. 0.9)")),
+    }
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(a) if a > 0.0 && a <= 10.0 => Ok(a),
+        _ => Err(format!(
+            "{s:?} is not a Zipf exponent: a number above 0 and at most 10 (e.g. 0.99)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -315,5 +418,58 @@ mod tests {
             "3",
         ]);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn bench_defaults_and_bad_values() {
+        let cli = Cli::try_parse_from(["ringctl", "bench"]).expect("defaults");
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench: {cli:?}");
+        };
+        assert_eq!((b.connections, b.depth, b.keyspace), (50, 1, 1_000_000));
+        assert_eq!(b.value_size, 100);
+        assert_eq!((b.op, b.dist), (BenchOp::Get, KeyDist::Uniform));
+        assert_eq!(
+            (b.duration, b.warmup),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
+        assert!(!b.fill && b.redis.is_none() && !b.redis_only);
+
+        let cli = Cli::try_parse_from([
+            "ringctl",
+            "--json",
+            "bench",
+            "--op",
+            "mixed",
+            "--get-ratio",
+            "0.5",
+            "--dist",
+            "zipf",
+            "--zipf-alpha",
+            "1.2",
+            "--value-size",
+            "1KiB",
+            "--redis",
+            "127.0.0.1:6379",
+        ])
+        .expect("parse");
+        assert!(cli.global.json);
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!((b.get_ratio, b.zipf_alpha), (Some(0.5), Some(1.2)));
+        assert_eq!(b.value_size, 1024);
+
+        for bad in [
+            &["--get-ratio", "1.5"][..],
+            &["--zipf-alpha", "0"],
+            &["--connections", "0"],
+            &["--depth", "0"],
+            &["--op", "delete"],
+            &["--redis-only"],
+        ] {
+            let args = [&["ringctl", "bench"][..], bad].concat();
+            assert!(Cli::try_parse_from(&args).is_err(), "{bad:?}");
+        }
     }
 }

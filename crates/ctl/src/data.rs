@@ -32,7 +32,7 @@ async fn dispatch(client: &Client, g: &GlobalArgs, command: &Command) -> anyhow:
         Command::Del(a) => del(client, ns, a, g.json).await,
         Command::Stats => stats(client, g.ns.as_deref(), g.json).await,
         Command::Ns(NsCommand::List) => ns_list(client, g.ns.as_deref(), g.json).await,
-        Command::Certs(_) | Command::Local(_) => {
+        Command::Certs(_) | Command::Local(_) | Command::Bench(_) => {
             unreachable!("lib::execute routes only data commands here")
         }
     }

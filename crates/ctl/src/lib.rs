@@ -15,6 +15,8 @@
 //! - `process`: finding `ringcached`, pid liveness, signals (via `kill(1)`).
 //! - `connect`: the client configuration from `-c FILE`, flags, or the local default.
 //! - `data`: `ping`, `get`, `set`, `del`, `stats`, `ns list`.
+//! - `bench`: `bench`, the closed-loop load generator (Ringcache, and Redis with
+//!   `--redis`).
 //! - `output`: tables, value rendering (UTF-8 or hex), JSON.
 //! - [`units`]: `30s`, `256MiB` and back.
 //!
@@ -32,6 +34,7 @@
 //! }
 //! ```
 
+mod bench;
 mod certs;
 mod cli;
 mod connect;
@@ -44,8 +47,8 @@ pub mod units;
 use std::process::ExitCode;
 
 pub use cli::{
-    CertsCommand, CertsInitArgs, Cli, Command, DelArgs, GetArgs, GlobalArgs, LocalCommand,
-    LocalDownArgs, LocalUpArgs, NsCommand, SetArgs,
+    BenchArgs, BenchOp, CertsCommand, CertsInitArgs, Cli, Command, DelArgs, GetArgs, GlobalArgs,
+    KeyDist, LocalCommand, LocalDownArgs, LocalUpArgs, NsCommand, SetArgs,
 };
 
 /// How a command that did not fail ended.
@@ -90,6 +93,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Local(LocalCommand::Down(a)) => local::down(a, global.json),
         Command::Local(LocalCommand::Up(a)) => runtime()?.block_on(local::up(a, global.json)),
+        Command::Bench(a) => bench::execute(&global, a),
         Command::Ping
         | Command::Get(_)
         | Command::Set(_)

@@ -1,0 +1,195 @@
+//! The Ringcache side: N [`Client`]s (one QUIC connection each), D request loops per
+//! client, each a tokio task doing one request at a time through the real client
+//! library (so its cost, the per-request channel and the shared writer task, is part of
+//! what is measured).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use ringcache_client::{Client, ClientConfig, SetOptions};
+use tokio::task::JoinSet;
+
+use super::recorder::{Recorder, Recorders, Shared, Window, collect};
+use super::workload::{OpKind, Picker, Workload, write_key};
+use super::{Fill, FillProgress};
+
+/// How long closing the connections may take.
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+/// Fill requests in flight per client.
+const FILL_TASKS_PER_CLIENT: usize = 2;
+
+/// Connects `n` clients at once.
+pub(crate) async fn connect(config: &ClientConfig, n: u32) -> anyhow::Result<Vec<Client>> {
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let config = config.clone();
+        set.spawn(async move { (i, Client::connect(config).await) });
+    }
+    let mut clients = Vec::with_capacity(n as usize);
+    while let Some(joined) = set.join_next().await {
+        let (i, res) = joined.context("connect task failed")?;
+        let client =
+            res.with_context(|| format!("connecting to Ringcache ({} of {n} connections)", i + 1))?;
+        clients.push(client);
+    }
+    Ok(clients)
+}
+
+/// Fails early, with the node's own message, if `ns` does not exist.
+pub(crate) async fn check_namespace(client: &Client, ns: &str) -> anyhow::Result<()> {
+    client
+        .stats(Some(ns))
+        .await
+        .map(drop)
+        .with_context(|| format!("checking namespace {ns:?} on Ringcache"))
+}
+
+/// Writes every key once with `set_many` batches of `batch` keys.
+pub(crate) async fn fill(
+    clients: &[Client],
+    ns: &str,
+    workload: &Workload,
+    batch: u64,
+    progress: &FillProgress,
+) -> Fill {
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared::default());
+    let ns: Arc<str> = ns.into();
+    let mut set = JoinSet::new();
+    for client in clients {
+        for _ in 0..FILL_TASKS_PER_CLIENT {
+            let (client, next, shared, ns) = (
+                client.clone(),
+                Arc::clone(&next),
+                Arc::clone(&shared),
+                Arc::clone(&ns),
+            );
+            let (keyspace, value, done) = (
+                workload.keyspace,
+                workload.value.clone(),
+                Arc::clone(&progress.done),
+            );
+            set.spawn(async move {
+                let mut key = Vec::new();
+                loop {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    if first >= keyspace {
+                        break;
+                    }
+                    let last = (first + batch).min(keyspace);
+                    let items = (first..last)
+                        .map(|n| {
+                            write_key(n, &mut key);
+                            (Bytes::copy_from_slice(&key), value.clone(), None)
+                        })
+                        .collect();
+                    match client.set_many(&ns, items).await {
+                        Ok(results) => {
+                            let failed: Vec<_> =
+                                results.iter().filter_map(|r| r.as_ref().err()).collect();
+                            if let Some(e) = failed.first() {
+                                shared.error(failed.len() as u64, || format!("set_many item: {e}"));
+                            }
+                        }
+                        Err(e) => shared.error(last - first, || format!("set_many: {e}")),
+                    }
+                    done.fetch_add(last - first, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+    while set.join_next().await.is_some() {}
+    Fill {
+        system: super::System::Ringcache,
+        keys: workload.keyspace,
+        elapsed: started.elapsed(),
+        errors: shared.errors(),
+        first_error: shared.first_error(),
+    }
+}
+
+/// Runs the closed loops until `window.end`; returns every loop's measurements merged.
+pub(crate) async fn load(
+    clients: &[Client],
+    ns: &str,
+    workload: &Arc<Workload>,
+    depth: u32,
+    seed: u64,
+    window: Window,
+    shared: &Arc<Shared>,
+) -> Recorder {
+    let ns: Arc<str> = ns.into();
+    let mut loops = JoinSet::new();
+    let recorders = Arc::new(Recorders::default());
+    for (c, client) in (0u64..).zip(clients) {
+        for lp in 0..u64::from(depth) {
+            loops.spawn(request_loop(
+                client.clone(),
+                Arc::clone(&ns),
+                workload.picker(seed, c, lp),
+                workload.value.clone(),
+                window,
+                Arc::clone(shared),
+                Arc::clone(&recorders),
+            ));
+        }
+    }
+    collect(loops, &recorders, &window, shared, 1).await
+}
+
+/// One closed loop: send, wait for the answer, record, repeat until `window.end`.
+/// (Unbounded waits end at the hard stop, where [`collect`] abandons the loop.)
+async fn request_loop(
+    client: Client,
+    ns: Arc<str>,
+    mut picker: Picker,
+    value: Bytes,
+    window: Window,
+    shared: Arc<Shared>,
+    recorders: Arc<Recorders>,
+) {
+    let mut key = Vec::with_capacity(24);
+    loop {
+        let sent = Instant::now();
+        if sent >= window.end {
+            break;
+        }
+        let (op, n) = picker.next();
+        write_key(n, &mut key);
+        let outcome = match op {
+            OpKind::Get => client.get(&ns, &key).await.map(|e| Some(e.is_some())),
+            OpKind::Set => client
+                .set(&ns, &key, value.clone(), SetOptions::default())
+                .await
+                .map(|_| None),
+        };
+        let done = Instant::now();
+        match outcome {
+            Ok(hit) => recorders
+                .here()
+                .record(op, sent, done, hit, &window, &shared),
+            Err(e) => {
+                shared.error(1, || format!("{}: {e}", op.name()));
+                // Some errors come back without a wait (a local check): let other
+                // tasks run rather than spin on this worker.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Closes every connection (bounded: the run is over either way).
+pub(crate) async fn close(clients: Vec<Client>) {
+    let mut set = JoinSet::new();
+    for c in clients {
+        set.spawn(async move { c.close().await });
+    }
+    let _ = tokio::time::timeout(CLOSE_LIMIT, async {
+        while set.join_next().await.is_some() {}
+    })
+    .await;
+}

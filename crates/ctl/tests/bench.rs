@@ -1,0 +1,214 @@
+//! Black-box: `ringctl bench` against a real node that `ringctl local up --detach`
+//! started (`cargo build --workspace` builds ringcached next to ringctl). Every command
+//! is bounded. The Redis side is covered by unit tests (against a fake RESP server), so
+//! no redis-server is needed here.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const RINGCTL: &str = env!("CARGO_BIN_EXE_ringctl");
+/// The longest any one command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(25);
+const POLL: Duration = Duration::from_millis(20);
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "command failed: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Runs `ringctl args` in `cwd` with a clean environment, within [`COMMAND_LIMIT`].
+#[track_caller]
+fn run(cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(RINGCTL)
+        .current_dir(cwd)
+        .env_remove("RINGCACHE_CONFIG")
+        .env_remove("RINGCACHE_NS")
+        .env_remove("RINGCACHED_BIN")
+        .env_remove("RUST_LOG")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringctl");
+    let stdout = drain(child.stdout.take().expect("piped"));
+    let stderr = drain(child.stderr.take().expect("piped"));
+    let status = wait_exit(&mut child, COMMAND_LIMIT)
+        .unwrap_or_else(|| panic!("ringctl {args:?} took over {COMMAND_LIMIT:?}"));
+    Output {
+        code: status.code(),
+        stdout: stdout.recv_timeout(COMMAND_LIMIT).unwrap_or_default(),
+        stderr: stderr.recv_timeout(COMMAND_LIMIT).unwrap_or_default(),
+    }
+}
+
+fn drain(mut r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        r.read_to_string(&mut s).ok();
+        tx.send(s).ok();
+    });
+    rx
+}
+
+/// The child's exit status, or `None` (after killing it) if it outlives `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill().ok();
+            child.wait().ok();
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Kills the node a `local up --detach` in `dir` started, even when the test fails.
+struct NodeGuard {
+    pid_file: std::path::PathBuf,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .ok();
+        }
+    }
+}
+
+#[test]
+fn bench_against_a_local_node_reports_throughput_and_latency() {
+    let node =
+        Path::new(RINGCTL).with_file_name(format!("ringcached{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        node.is_file(),
+        "{} is missing: build the whole workspace first (`cargo build --workspace`)",
+        node.display()
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cwd = tmp.path();
+    let _guard = NodeGuard {
+        pid_file: cwd.join("local/node-1/pid"),
+    };
+    run(
+        cwd,
+        &[
+            "local", "up", "--detach", "--dir", "local", "--memory", "16MiB",
+        ],
+    )
+    .ok();
+    let c = ["-c", "local/client.toml"];
+    let bench = |args: &[&str]| run(cwd, &[&c[..], &["bench"], args].concat());
+
+    // The brief's smoke run, after a fill so every GET is a hit.
+    let out = bench(&[
+        "--json",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--connections",
+        "2",
+        "--keyspace",
+        "100",
+        "--fill",
+    ])
+    .ok();
+    let report = out.json();
+    assert_eq!(report["workload"]["op"], "get", "{report}");
+    assert_eq!(report["workload"]["connections"], 2);
+    assert_eq!(report["fill"][0]["system"], "ringcache");
+    assert_eq!(report["fill"][0]["keys"], 100);
+    assert_eq!(report["fill"][0]["errors"], 0);
+    let systems = report["systems"].as_array().expect("systems");
+    assert_eq!(systems.len(), 1, "no --redis, one system: {report}");
+    let rc = &systems[0];
+    assert_eq!(rc["system"], "ringcache");
+    assert!(rc["ops_per_s"].as_f64().is_some_and(|r| r > 0.0), "{rc}");
+    assert!(rc["ops"].as_u64().is_some_and(|n| n > 0), "{rc}");
+    assert_eq!(rc["errors"], 0, "{rc}");
+    assert_eq!(rc["hit_ratio"], 1.0, "every key was filled: {rc}");
+    let l = &rc["latency_us"];
+    let p = |q: &str| l[q].as_u64().unwrap_or_else(|| panic!("{q} in {l}"));
+    assert!(
+        p("p50") >= 1 && p("p50") <= p("p99") && p("p99") <= p("max"),
+        "{l}"
+    );
+    assert!(report["ratio_to_redis"].is_null());
+
+    // Mixed, Zipf, pipelined: the table, with a row per operation.
+    let out = bench(&[
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--depth",
+        "4",
+        "--keyspace",
+        "100",
+        "--op",
+        "mixed",
+        "--get-ratio",
+        "0.5",
+        "--dist",
+        "zipf",
+    ])
+    .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("mixed (50% GET), Zipf(0.99)"),
+        "{out:#?}"
+    );
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("SYSTEM"))
+        .expect("a table");
+    assert!(lines[header].contains("OPS/S") && lines[header].contains("P99"));
+    for (i, op) in ["all", "get", "set"].iter().enumerate() {
+        let row: Vec<&str> = lines[header + 1 + i].split_whitespace().collect();
+        assert_eq!(&row[..4], ["ringcache", *op, "2", "4"], "{out:#?}");
+    }
+
+    // A namespace the node does not have: one line, before any load.
+    let out = bench(&["--ns", "nope", "--duration", "1s"]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ringctl: ") && last.contains("unknown namespace"),
+        "{out:#?}"
+    );
+
+    run(cwd, &["local", "down", "--dir", "local"]).ok();
+}
