@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::units::{parse_bytes, parse_duration};
+use ringcache_proto::units::{parse_bytes, parse_duration};
 
 /// Ringcache admin CLI: certificates, a local node, and data commands.
 #[derive(Debug, Parser)]

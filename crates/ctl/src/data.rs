@@ -10,7 +10,7 @@ use crate::Status;
 use crate::cli::{Command, DelArgs, GetArgs, GlobalArgs, NsCommand, SetArgs};
 use crate::connect::connect;
 use crate::output::{Table, print_json, print_line, render_value};
-use crate::units::{format_bytes, format_duration};
+use ringcache_proto::units::{format_bytes, format_duration};
 
 /// The namespace data commands use without `--ns`.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";

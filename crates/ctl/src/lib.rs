@@ -18,7 +18,6 @@
 //! - `bench`: `bench`, the closed-loop load generator (Ringcache, and Redis with
 //!   `--redis`).
 //! - `output`: tables, value rendering (UTF-8 or hex), JSON.
-//! - [`units`]: `30s`, `256MiB` and back.
 //!
 //! # Example
 //! Run with: `cargo run -p ringcache-ctl --bin ringctl -- local up --detach`
@@ -42,7 +41,6 @@ mod data;
 mod local;
 mod output;
 mod process;
-pub mod units;
 
 use std::process::ExitCode;
 

@@ -167,50 +167,7 @@ fn default_namespaces() -> BTreeMap<String, NamespaceConfig> {
     BTreeMap::from([("default".to_owned(), NamespaceConfig::default())])
 }
 
-/// Parses `"64MiB"`, `"512k"`, `"1GB"` or a plain integer (bytes). Binary units.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a size (examples: 1048576, \"512KiB\", \"64MiB\", \"1GiB\")")
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Parses `"250ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| {
-        format!("{s:?} is not a duration (examples: \"250ms\", \"30s\", \"10m\", \"2h\")")
-    })?;
-    let ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?} (ms, s, m, h, d)"
-            ));
-        }
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+pub use ringcache_proto::units::{parse_bytes, parse_duration};
 
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -20,7 +20,7 @@ use crate::handler::Handler;
 use crate::keyspace::Keyspace;
 
 /// How long a graceful shutdown waits for connections to finish before closing them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,8 @@
 //! - [`ErrorCode`], [`WireError`], [`Hints`]: errors as a closed set of codes with a
 //!   message and machine-readable hints, never serialized Rust errors.
 //! - [`Limits`]: frame, key, value and batch sizes, checked on both sides.
+//! - [`units`]: sizes and durations as people type them (`256MiB`, `1m30s`), shared by
+//!   configs and the CLI.
 //! - `codec`: frames (`len u32 | version u16 | request id u64 | bincode body`), the only
 //!   module that knows bincode (2.0.x, pinned: 3.0.0 is an empty placeholder).
 //!
@@ -31,6 +33,7 @@ mod error;
 mod ids;
 mod limits;
 mod message;
+pub mod units;
 
 pub use codec::{
     DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN, PROTOCOL_VERSION, decode, encode,

@@ -381,31 +381,9 @@ pub fn redact_url(url: &str) -> String {
         .join(" ")
 }
 
-/// Parses `"250ms"`, `"5s"`, `"1m"`.
-///
-/// # Errors
-/// A message naming the expected forms.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: \"500ms\", \"5s\", \"1m\")"))?;
-    let ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?} (ms, s, m)"
-            ));
-        }
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+/// Parses a per-operation timeout: `"250ms"`, `"5s"`, `"1m"` (the shared duration
+/// syntax of configs and the CLI).
+pub use ringcache_proto::units::parse_duration as parse_timeout;
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
