@@ -3,123 +3,15 @@
 //! is bounded. The Redis side is covered by unit tests (against a fake RESP server), so
 //! no redis-server is needed here.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const RINGCTL: &str = env!("CARGO_BIN_EXE_ringctl");
-/// The longest any one command may take.
-const COMMAND_LIMIT: Duration = Duration::from_secs(25);
-const POLL: Duration = Duration::from_millis(20);
-
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "command failed: {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs `ringctl args` in `cwd` with a clean environment, within [`COMMAND_LIMIT`].
-#[track_caller]
-fn run(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(RINGCTL)
-        .current_dir(cwd)
-        .env_remove("RINGCACHE_CONFIG")
-        .env_remove("RINGCACHE_NS")
-        .env_remove("RINGCACHED_BIN")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringctl");
-    let stdout = drain(child.stdout.take().expect("piped"));
-    let stderr = drain(child.stderr.take().expect("piped"));
-    let status = wait_exit(&mut child, COMMAND_LIMIT)
-        .unwrap_or_else(|| panic!("ringctl {args:?} took over {COMMAND_LIMIT:?}"));
-    Output {
-        code: status.code(),
-        stdout: stdout.recv_timeout(COMMAND_LIMIT).unwrap_or_default(),
-        stderr: stderr.recv_timeout(COMMAND_LIMIT).unwrap_or_default(),
-    }
-}
-
-fn drain(mut r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        r.read_to_string(&mut s).ok();
-        tx.send(s).ok();
-    });
-    rx
-}
-
-/// The child's exit status, or `None` (after killing it) if it outlives `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill().ok();
-            child.wait().ok();
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Kills the node a `local up --detach` in `dir` started, even when the test fails.
-struct NodeGuard {
-    pid_file: std::path::PathBuf,
-}
-
-impl Drop for NodeGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-        {
-            Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status()
-                .ok();
-        }
-    }
-}
+mod common;
+use common::*;
 
 #[test]
 fn bench_against_a_local_node_reports_throughput_and_latency() {
-    let node =
-        Path::new(RINGCTL).with_file_name(format!("ringcached{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        node.is_file(),
-        "{} is missing: build the whole workspace first (`cargo build --workspace`)",
-        node.display()
-    );
+    require_ringcached();
     let tmp = tempfile::tempdir().expect("temp dir");
     let cwd = tmp.path();
-    let _guard = NodeGuard {
-        pid_file: cwd.join("local/node-1/pid"),
-    };
+    let _guard = NodeGuard::new(&cwd.join("local"));
     run(
         cwd,
         &[
