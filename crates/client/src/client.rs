@@ -57,9 +57,19 @@ struct Inner {
     endpoint: quinn::Endpoint,
     quic: quinn::ClientConfig,
     conn: Mutex<Option<Arc<Connection>>>,
+    /// The live connection for the request path's fast read; written only by the task
+    /// holding `conn` (which serializes reconnects).
+    current: std::sync::RwLock<Option<Arc<Connection>>>,
     /// When the last connect attempt gave up, and why.
     last_failure: std::sync::Mutex<Option<(Instant, String)>>,
     pub(crate) aside: crate::aside::Flights,
+}
+
+fn read_current(c: &std::sync::RwLock<Option<Arc<Connection>>>) -> Option<Arc<Connection>> {
+    // Only whole-value assignments happen under this lock; a poisoned value is intact.
+    c.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 fn lock_failure(
@@ -108,6 +118,7 @@ impl Client {
                 endpoint,
                 quic,
                 conn: Mutex::new(None),
+                current: std::sync::RwLock::new(None),
                 last_failure: std::sync::Mutex::new(None),
                 aside: crate::aside::Flights::default(),
             }),
@@ -123,6 +134,13 @@ impl Client {
     /// The live connection, reconnecting (with backoff, within `connect_timeout`) if
     /// there is none.
     async fn connection(&self) -> Result<Arc<Connection>> {
+        // Fast path, taken by every request while the connection is up: a shared read
+        // of the current connection, no async lock.
+        if let Some(c) = read_current(&self.inner.current)
+            && !c.is_closed()
+        {
+            return Ok(c);
+        }
         let waited_since = Instant::now();
         let mut slot = self.inner.conn.lock().await;
         if let Some(c) = slot.as_ref()
@@ -151,6 +169,12 @@ impl Client {
                     Ok(c) => {
                         let c = Arc::new(c);
                         *slot = Some(Arc::clone(&c));
+                        *self
+                            .inner
+                            .current
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(Arc::clone(&c));
                         return Ok(c);
                     }
                     Err(e) => {
@@ -260,9 +284,16 @@ impl Client {
 
     /// Closes the connection (outstanding requests fail).
     pub async fn close(&self) {
-        if let Some(c) = self.inner.conn.lock().await.take() {
+        let mut slot = self.inner.conn.lock().await;
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        if let Some(c) = slot.take() {
             c.close();
         }
+        drop(slot);
         self.inner.endpoint.wait_idle().await;
     }
 
