@@ -439,7 +439,7 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for s in self.shards.iter() {
-            total.add(&s.0.lock().stats());
+            total.merge(&s.0.lock().stats());
         }
         total
     }

@@ -89,7 +89,9 @@ impl Stats {
         }
     }
 
-    pub(crate) fn add(&mut self, o: &Stats) {
+    /// Adds another snapshot's counters to this one (for totals over shards, partitions
+    /// or engines).
+    pub fn merge(&mut self, o: &Stats) {
         self.hits += o.hits;
         self.misses += o.misses;
         self.inserts += o.inserts;

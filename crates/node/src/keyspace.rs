@@ -84,14 +84,7 @@ impl Namespace {
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for p in self.partitions.iter() {
-            let s = p.engine.stats();
-            total.hits += s.hits;
-            total.misses += s.misses;
-            total.used += s.used;
-            total.entries += s.entries;
-            total.capacity += s.capacity;
-            total.evicted += s.evicted;
-            total.expired += s.expired;
+            total.merge(&p.engine.stats());
         }
         total
     }

@@ -1,6 +1,5 @@
 //! Black-box: the real `ringcached` binary on 127.0.0.1 port 0, driven by the client.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -90,10 +89,6 @@ max_value = "64KiB"
         Client::connect(self.client_config("test"))
             .await
             .expect("connect")
-    }
-
-    fn certs(&self) -> PathBuf {
-        self.dir.path().join("certs")
     }
 }
 
@@ -310,7 +305,6 @@ async fn a_client_without_a_valid_certificate_is_refused_and_others_keep_working
         good.ping().await.expect("the good client still works"),
         NodeId(1)
     );
-    let _ = node.certs();
 }
 
 #[tokio::test]

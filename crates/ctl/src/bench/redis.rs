@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use super::recorder::{Recorder, Recorders, Shared, Window, collect};
 use super::resp::{self, Reply};
-use super::workload::{OpKind, Picker, Workload, write_key};
+use super::workload::{OpKind, Picker, Workload, next_batch, write_key};
 use super::{Fill, FillProgress, System};
 
 /// Time allowed to connect and answer PING.
@@ -169,12 +169,8 @@ pub(crate) async fn fill(
         let (keyspace, value) = (workload.keyspace, workload.value.clone());
         set.spawn(async move {
             let mut key = Vec::new();
-            loop {
-                let first = next.fetch_add(batch, Ordering::Relaxed);
-                if first >= keyspace {
-                    break;
-                }
-                let last = (first + batch).min(keyspace);
+            while let Some(range) = next_batch(&next, batch, keyspace) {
+                let (first, last) = (range.start, range.end);
                 let count = usize::try_from(last - first).expect("a batch fits in memory");
                 resp::array_header(1 + 2 * count, &mut conn.wbuf);
                 resp::bulk(b"MSET", &mut conn.wbuf);

@@ -13,7 +13,7 @@ use ringcache_client::{Client, ClientConfig, SetOptions};
 use tokio::task::JoinSet;
 
 use super::recorder::{Recorder, Recorders, Shared, Window, collect};
-use super::workload::{OpKind, Picker, Workload, write_key};
+use super::workload::{OpKind, Picker, Workload, next_batch, write_key};
 use super::{Fill, FillProgress};
 
 /// How long closing the connections may take.
@@ -75,12 +75,8 @@ pub(crate) async fn fill(
             );
             set.spawn(async move {
                 let mut key = Vec::new();
-                loop {
-                    let first = next.fetch_add(batch, Ordering::Relaxed);
-                    if first >= keyspace {
-                        break;
-                    }
-                    let last = (first + batch).min(keyspace);
+                while let Some(range) = next_batch(&next, batch, keyspace) {
+                    let (first, last) = (range.start, range.end);
                     let items = (first..last)
                         .map(|n| {
                             write_key(n, &mut key);

@@ -110,6 +110,17 @@ fn value(size: usize) -> Bytes {
 }
 
 /// Writes `key:<n>` into `out` (cleared first).
+/// Claims the next `batch` key numbers of a fill shared by several tasks; `None` once
+/// the keyspace is covered.
+pub(crate) fn next_batch(
+    next: &std::sync::atomic::AtomicU64,
+    batch: u64,
+    keyspace: u64,
+) -> Option<std::ops::Range<u64>> {
+    let first = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+    (first < keyspace).then(|| first..(first + batch).min(keyspace))
+}
+
 pub(crate) fn write_key(n: u64, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(b"key:");
