@@ -189,10 +189,19 @@ impl Handler {
                                 capacity_bytes: s.capacity,
                                 evicted: s.evicted,
                                 expired: s.expired,
+                                ..NamespaceStats::default()
                             }
                         })
                         .collect(),
                 )
+            }
+            Op::NsList
+            | Op::NsShow { .. }
+            | Op::NsCreate { .. }
+            | Op::NsAlter { .. }
+            | Op::WriteBehindStatus { .. }
+            | Op::WriteBehindFlush { .. } => {
+                return Err(err(ErrorCode::Unsupported, "not implemented yet"));
             }
             Op::ClusterInfo => {
                 let n = self.keyspace.partition_count();

@@ -31,6 +31,14 @@ pub enum ErrorCode {
     ConditionFailed = 7,
     /// `increment` on a value that is not a decimal 64-bit integer, or overflow.
     NotANumber = 8,
+    /// Namespace settings that do not validate (the message names the field).
+    InvalidConfig = 9,
+    /// The thing to create exists already (a namespace).
+    AlreadyExists = 10,
+    /// The request is valid but this namespace's strategy cannot serve it (for example a
+    /// conditional write on a write-around namespace, which keeps no cached copy to
+    /// compare with).
+    Unsupported = 11,
     /// This node does not own the key's partition at the request's epoch (hints: the
     /// owner and the current epoch). Retrying at the owner is safe.
     NotOwner = 20,
@@ -59,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::FrameTooLarge,
@@ -68,6 +76,9 @@ impl ErrorCode {
         ErrorCode::UnknownNamespace,
         ErrorCode::ConditionFailed,
         ErrorCode::NotANumber,
+        ErrorCode::InvalidConfig,
+        ErrorCode::AlreadyExists,
+        ErrorCode::Unsupported,
         ErrorCode::NotOwner,
         ErrorCode::StaleEpoch,
         ErrorCode::Unavailable,
@@ -119,6 +130,9 @@ impl ErrorCode {
             ErrorCode::UnknownNamespace => "unknown_namespace",
             ErrorCode::ConditionFailed => "condition_failed",
             ErrorCode::NotANumber => "not_a_number",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::Unsupported => "unsupported",
             ErrorCode::NotOwner => "not_owner",
             ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::Unavailable => "unavailable",

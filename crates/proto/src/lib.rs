@@ -42,5 +42,6 @@ pub use error::{ErrorCode, Hints, WireError};
 pub use ids::{Epoch, NodeId, PartitionId, RequestId};
 pub use limits::{Limits, MAX_NAMESPACE_LEN, valid_namespace};
 pub use message::{
-    ClusterInfo, Entry, Member, NamespaceStats, Op, Request, Response, SetItem, WriteCondition,
+    ClusterInfo, DeadLetter, Entry, Member, NamespaceInfo, NamespaceStats, Op, Request, Response,
+    SetItem, WriteBehindStatus, WriteCondition,
 };

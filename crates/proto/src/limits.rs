@@ -101,8 +101,15 @@ impl Limits {
     /// `Malformed` (bad namespace, batch too large), naming the limit.
     pub fn check(&self, op: &Op) -> Result<(), WireError> {
         match op {
-            Op::Ping | Op::ClusterInfo => Ok(()),
-            Op::Stats { ns } => ns.as_deref().map_or(Ok(()), Self::ns),
+            Op::Ping | Op::ClusterInfo | Op::NsList => Ok(()),
+            Op::Stats { ns } | Op::WriteBehindStatus { ns } | Op::WriteBehindFlush { ns } => {
+                ns.as_deref().map_or(Ok(()), Self::ns)
+            }
+            Op::NsShow { ns } => Self::ns(ns),
+            Op::NsCreate { ns, config } | Op::NsAlter { ns, config } => {
+                Self::ns(ns)?;
+                self.value(config.as_bytes())
+            }
             Op::Get { ns, key }
             | Op::Exists { ns, key }
             | Op::Touch { ns, key, .. }

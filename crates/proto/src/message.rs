@@ -130,6 +130,41 @@ pub enum Op {
     },
     /// The partition table and the members.
     ClusterInfo,
+    /// Every namespace with its settings.
+    NsList,
+    /// One namespace's settings.
+    NsShow {
+        /// Namespace.
+        ns: String,
+    },
+    /// Creates a namespace at runtime. `config` is the namespace's table in the node
+    /// config's TOML schema (`policy = "lru"`, `memory = "64MiB"`, `[store]`, ...); absent
+    /// fields take their defaults. Fails if the namespace exists.
+    NsCreate {
+        /// Namespace.
+        ns: String,
+        /// Settings, TOML.
+        config: String,
+    },
+    /// Changes a namespace at runtime. `config` is TOML like [`Op::NsCreate`]'s; fields it
+    /// names replace the current ones, others are kept.
+    NsAlter {
+        /// Namespace.
+        ns: String,
+        /// Changed settings, TOML.
+        config: String,
+    },
+    /// Write-behind queues: depth, age, rates, dead letters.
+    WriteBehindStatus {
+        /// Namespace, or `None` for every write-behind namespace.
+        ns: Option<String>,
+    },
+    /// Writes every queued write-behind entry now and answers when they are written (or
+    /// have failed into retry or the dead-letter list).
+    WriteBehindFlush {
+        /// Namespace, or `None` for every write-behind namespace.
+        ns: Option<String>,
+    },
 }
 
 /// A stored value with its metadata.
@@ -162,6 +197,68 @@ pub struct NamespaceStats {
     pub evicted: u64,
     /// Removals by expiry.
     pub expired: u64,
+    /// Values loaded from the backing store (read-through misses and refreshes).
+    pub store_loads: u64,
+    /// Backing-store calls that failed (loads and writes, retries included).
+    pub store_errors: u64,
+    /// Background reloads (refresh-ahead and stale-while-revalidate).
+    pub refreshes: u64,
+    /// Misses that waited for a load another request had started instead of loading.
+    pub coalesced_loads: u64,
+}
+
+/// A namespace and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceInfo {
+    /// Namespace.
+    pub ns: String,
+    /// Its complete settings as TOML (the node config's namespace schema), passwords in
+    /// store URLs redacted.
+    pub config: String,
+}
+
+/// A write that the write-behind flusher gave up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The key.
+    pub key: Bytes,
+    /// The write's version.
+    pub version: u64,
+    /// A delete (`true`) or a value.
+    pub delete: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+}
+
+/// One namespace's write-behind queue on this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBehindStatus {
+    /// Namespace.
+    pub ns: String,
+    /// Writes queued and not yet written to the store.
+    pub depth: u64,
+    /// The queue's capacity; writes beyond it get `Backpressure`.
+    pub capacity: u64,
+    /// Age of the oldest queued write.
+    pub oldest_ms: Option<u64>,
+    /// Writes acknowledged into the queue since start.
+    pub enqueued: u64,
+    /// Writes the store applied (or found already applied) since start.
+    pub flushed: u64,
+    /// Writes merged into a later write to the same key before reaching the store.
+    pub coalesced: u64,
+    /// Flushed writes per second over the last ten seconds.
+    pub flush_rate: u64,
+    /// Failed store writes that were scheduled again.
+    pub retries: u64,
+    /// Whether the queue is also logged to the data directory.
+    pub wal: bool,
+    /// How many writes are in the dead-letter list.
+    pub dead_letter_count: u64,
+    /// The dead-letter list (the first 100).
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// A cluster member as the partition table names it.
@@ -229,4 +326,8 @@ pub enum Response {
     ClusterInfo(ClusterInfo),
     /// The request failed.
     Error(WireError),
+    /// Answer to the namespace operations (`NsList`, `NsShow`, `NsCreate`, `NsAlter`).
+    Namespaces(Vec<NamespaceInfo>),
+    /// Answer to [`Op::WriteBehindStatus`] and [`Op::WriteBehindFlush`].
+    WriteBehind(Vec<WriteBehindStatus>),
 }

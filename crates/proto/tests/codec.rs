@@ -126,6 +126,10 @@ fn response() -> impl Strategy<Value = Response> {
                     capacity_bytes: c[4],
                     evicted: c[5],
                     expired: c[0] ^ c[5],
+                    store_loads: c[1] ^ c[2],
+                    store_errors: c[3] ^ c[4],
+                    refreshes: c[0].wrapping_add(1),
+                    coalesced_loads: c[2] / 2,
                 })
                 .collect()
         )),
