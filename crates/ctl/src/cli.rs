@@ -7,6 +7,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use ringcache_proto::units::{parse_bytes, parse_duration};
 
+use crate::ns_config::Setting;
+
 /// Ringcache admin CLI: certificates, a local node, and data commands.
 #[derive(Debug, Parser)]
 #[command(
@@ -106,8 +108,8 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true, help_heading = "Connection")]
     pub timeout: Option<Duration>,
 
-    /// Namespace [default: "default"; `stats` and `ns list` show every namespace
-    /// unless one is given].
+    /// Namespace [default: "default"; `stats`, `ns list` and `writebehind` show every
+    /// namespace unless one is given].
     #[arg(
         short,
         long = "ns",
@@ -137,11 +139,16 @@ pub enum Command {
     /// Remove KEY.
     #[command(visible_alias = "delete")]
     Del(DelArgs),
-    /// Namespace counters: entries, memory, hits and misses, evictions.
+    /// Namespace counters: entries, memory, hits and misses, evictions, and for
+    /// namespaces with a backing store: loads from it, its errors, background refreshes,
+    /// and misses that waited for another request's load (coalesced).
     Stats,
-    /// Namespaces.
+    /// Namespaces: list, show, create and alter their settings at runtime.
     #[command(subcommand)]
     Ns(NsCommand),
+    /// Write-behind queues: status (depth, age, rates, dead letters) and flush.
+    #[command(subcommand, name = "writebehind", alias = "write-behind")]
+    WriteBehind(WriteBehindCommand),
     /// Closed-loop load generator: throughput and latency percentiles, optionally
     /// against Redis with the identical workload.
     Bench(BenchArgs),
@@ -263,8 +270,131 @@ pub struct DelArgs {
 /// `ringctl ns ...`
 #[derive(Debug, Subcommand)]
 pub enum NsCommand {
-    /// List the namespaces with their size.
+    /// List the namespaces with their main settings (policy, memory, read and write
+    /// strategies, default TTL).
     List,
+    /// Print a namespace's settings as TOML (--json: as a JSON object).
+    Show(NsShowArgs),
+    /// Create a namespace at runtime; settings not given take their defaults.
+    #[command(after_help = NS_SETTINGS_HELP)]
+    Create(NsConfigArgs),
+    /// Change a namespace's settings at runtime; settings not given are kept.
+    #[command(after_help = NS_SETTINGS_HELP)]
+    Alter(NsConfigArgs),
+}
+
+/// The namespace schema, for `ns create --help` and `ns alter --help`.
+const NS_SETTINGS_HELP: &str = "\
+Settings (the node config's namespace table; the node checks them and names the field it
+refuses):
+  policy                  adaptive | lru | lfu | fifo | random | ttl
+  memory                  e.g. \"64MiB\"
+  default_ttl             e.g. \"10m\" (absent: no expiry)
+  read                    cache-aside | read-through
+  write                   cache-only | write-through | write-behind | write-around
+  negative_ttl            how long a miss in the store is remembered
+  refresh_ahead_factor    reload in the background after this share of the TTL (0 < f < 1)
+  stale_while_revalidate  serve an expired value this long while reloading it
+  store.kind              sqlite | postgres
+  store.path | store.url | store.table | store.create_table | store.timeout | store.pool_size
+  write_behind.queue_capacity | batch_size | batch_delay | max_attempts | retry_backoff
+  write_behind.max_backoff | wal | fsync (always | interval | never) | fsync_interval
+
+--file's table comes first, then the flags, then each --set. A --set VALUE is a TOML
+boolean, integer or float when it reads as one, else a string (quote it to force a
+string: --set 'store.table=\"500\"').
+
+Examples:
+  ringctl ns create users --read read-through --memory 256MiB --default-ttl 10m \\
+      --set store.kind=sqlite --set store.path=/var/lib/ringcache/users.db
+  ringctl ns create orders --file orders.toml --set write_behind.batch_size=500
+  ringctl ns alter users --policy lru --set refresh_ahead_factor=0.8";
+
+/// `ringctl ns show`
+#[derive(Debug, Args)]
+pub struct NsShowArgs {
+    /// The namespace.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `ringctl ns create` and `ringctl ns alter`
+#[derive(Debug, Args)]
+pub struct NsConfigArgs {
+    /// The namespace.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The settings.
+    #[command(flatten)]
+    pub settings: NsSettings,
+}
+
+/// Namespace settings on the command line: a TOML file, common settings as flags, and
+/// any setting as `--set KEY=VALUE`.
+#[derive(Debug, Clone, Args)]
+pub struct NsSettings {
+    /// Start from this TOML file (a namespace table: `policy = "lru"`, `[store]`, ...).
+    #[arg(long, value_name = "FILE.toml", help_heading = "Settings")]
+    pub file: Option<PathBuf>,
+    /// Set a setting by its dotted key, e.g. store.kind=postgres,
+    /// write_behind.batch_size=500, write_behind.wal=true (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Settings")]
+    pub set: Vec<Setting>,
+    /// Eviction policy: adaptive, lru, lfu, fifo, random, ttl.
+    #[arg(long, value_name = "POLICY", help_heading = "Settings")]
+    pub policy: Option<String>,
+    /// Memory bound on each node, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size_text, help_heading = "Settings")]
+    pub memory: Option<String>,
+    /// TTL of writes that give none, e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = duration_text, help_heading = "Settings")]
+    pub default_ttl: Option<String>,
+    /// Read strategy: cache-aside, read-through.
+    #[arg(long, value_name = "MODE", help_heading = "Settings")]
+    pub read: Option<String>,
+    /// Write strategy: cache-only, write-through, write-behind, write-around.
+    #[arg(long, value_name = "MODE", help_heading = "Settings")]
+    pub write: Option<String>,
+}
+
+/// A size as typed (the node parses it), once it reads as one.
+fn size_text(s: &str) -> Result<String, String> {
+    parse_bytes(s).map(|_| s.trim().to_owned())
+}
+
+/// A duration as typed (the node parses it), once it reads as one.
+fn duration_text(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.trim().to_owned())
+}
+
+/// `ringctl writebehind ...`
+#[derive(Debug, Subcommand)]
+pub enum WriteBehindCommand {
+    /// Queue depth and capacity, age of the oldest write, counters, flush rate, and the
+    /// dead-letter list.
+    Status(WriteBehindStatusArgs),
+    /// Write every queued write to the store now; prints the status once done.
+    Flush(WriteBehindFlushArgs),
+}
+
+/// `ringctl writebehind status`
+#[derive(Debug, Args)]
+pub struct WriteBehindStatusArgs {
+    /// One namespace [default: --ns, else every write-behind namespace].
+    #[arg(value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// `ringctl writebehind flush`
+#[derive(Debug, Args)]
+pub struct WriteBehindFlushArgs {
+    /// One namespace [default: --ns, else every write-behind namespace].
+    #[arg(value_name = "NS")]
+    pub namespace: Option<String>,
+    /// How long to wait for the flush (replaces --timeout for this request). A flush
+    /// still running then goes on on the node.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
 }
 
 /// `ringctl bench`
@@ -418,6 +548,96 @@ mod tests {
             "3",
         ]);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn ns_settings_parse_from_flags_and_sets() {
+        let cli = Cli::try_parse_from([
+            "ringctl",
+            "ns",
+            "create",
+            "users",
+            "--file",
+            "users.toml",
+            "--set",
+            "store.kind=sqlite",
+            "--set",
+            "write_behind.batch_size=500",
+            "--policy",
+            "lru",
+            "--memory",
+            "64MiB",
+            "--default-ttl",
+            "10m",
+            "--read",
+            "read-through",
+            "--write",
+            "write-behind",
+        ])
+        .expect("parse");
+        let Command::Ns(NsCommand::Create(a)) = cli.command else {
+            panic!("not ns create: {cli:?}");
+        };
+        assert_eq!(a.name, "users");
+        let s = &a.settings;
+        assert_eq!(s.file.as_deref(), Some(std::path::Path::new("users.toml")));
+        let keys: Vec<String> = s.set.iter().map(Setting::key).collect();
+        assert_eq!(keys, ["store.kind", "write_behind.batch_size"]);
+        assert_eq!(s.set[1].value().as_integer(), Some(500));
+        assert_eq!(s.policy.as_deref(), Some("lru"));
+        // Sizes and durations are checked here and sent as typed.
+        assert_eq!(s.memory.as_deref(), Some("64MiB"));
+        assert_eq!(s.default_ttl.as_deref(), Some("10m"));
+        assert_eq!(
+            (s.read.as_deref(), s.write.as_deref()),
+            (Some("read-through"), Some("write-behind"))
+        );
+
+        let cli = Cli::try_parse_from(["ringctl", "ns", "alter", "users", "--policy", "lfu"])
+            .expect("parse");
+        assert!(matches!(cli.command, Command::Ns(NsCommand::Alter(ref a)) if a.name == "users"));
+        let cli = Cli::try_parse_from(["ringctl", "--json", "ns", "show", "users"]).expect("parse");
+        assert!(matches!(cli.command, Command::Ns(NsCommand::Show(ref a)) if a.name == "users"));
+
+        for bad in [
+            &["ns", "create"][..],
+            &["ns", "create", "x", "--set", "a..b=1"],
+            &["ns", "create", "x", "--memory", "lots"],
+            &["ns", "show"],
+        ] {
+            let args = [&["ringctl"][..], bad].concat();
+            assert!(Cli::try_parse_from(&args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn writebehind_takes_an_optional_namespace() {
+        let cli = Cli::try_parse_from(["ringctl", "writebehind", "status"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::WriteBehind(WriteBehindCommand::Status(WriteBehindStatusArgs {
+                namespace: None
+            }))
+        ));
+        let cli = Cli::try_parse_from([
+            "ringctl",
+            "write-behind",
+            "flush",
+            "orders",
+            "--wait",
+            "30s",
+        ])
+        .expect("the alias");
+        let Command::WriteBehind(WriteBehindCommand::Flush(a)) = cli.command else {
+            panic!("not flush: {cli:?}");
+        };
+        assert_eq!(a.namespace.as_deref(), Some("orders"));
+        assert_eq!(a.wait, Duration::from_secs(30));
+        let cli = Cli::try_parse_from(["ringctl", "writebehind", "flush"]).expect("parse");
+        let Command::WriteBehind(WriteBehindCommand::Flush(a)) = cli.command else {
+            panic!("not flush: {cli:?}");
+        };
+        assert_eq!(a.wait, Duration::from_secs(120));
     }
 
     #[test]

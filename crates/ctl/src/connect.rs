@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use ringcache_client::{Client, ClientConfig};
+use ringcache_client::ClientConfig;
 
 use crate::cli::GlobalArgs;
 
@@ -61,12 +61,6 @@ fn from_flags(g: &GlobalArgs) -> anyhow::Result<ClientConfig> {
         cert.clone(),
         key.clone(),
     ))
-}
-
-/// Connects with the resolved configuration.
-pub(crate) async fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
-    let cfg = client_config(g)?;
-    Ok(Client::connect(cfg).await?)
 }
 
 /// `path` as the user should type it in a follow-up command: relative to the working

@@ -1,29 +1,47 @@
-//! The data commands: `ping`, `get`, `set`, `del`, `stats`, `ns list`.
+//! The data commands (`ping`, `get`, `set`, `del`, `stats`), and the connection every
+//! command that talks to a node runs on.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ringcache_client::{Client, Error, ErrorCode, NamespaceStats, SetOptions, WriteCondition};
+use ringcache_proto::Response;
 use serde::Serialize;
 
-use crate::Status;
-use crate::cli::{Command, DelArgs, GetArgs, GlobalArgs, NsCommand, SetArgs};
-use crate::connect::connect;
-use crate::output::{Table, print_json, print_line, render_value};
+use crate::cli::{Command, DelArgs, GetArgs, GlobalArgs, SetArgs, WriteBehindCommand};
+use crate::connect::client_config;
+use crate::output::{Namespaces, Table, print_json, print_line, render_value};
+use crate::{Status, namespaces, write_behind};
 use ringcache_proto::units::{format_bytes, format_duration};
 
 /// The namespace data commands use without `--ns`.
 pub(crate) const DEFAULT_NAMESPACE: &str = "default";
 
-/// Runs one data command on a fresh connection, then closes it.
+/// Runs one command that talks to a node on a fresh connection, then closes it.
 pub(crate) async fn run(g: &GlobalArgs, command: &Command) -> anyhow::Result<Status> {
-    let client = connect(g).await?;
-    let result = dispatch(&client, g, command).await;
+    // Settings to send are checked before connecting: their mistakes need no node.
+    let change = match command {
+        Command::Ns(c) => namespaces::Change::from_command(c)?,
+        _ => None,
+    };
+    let mut cfg = client_config(g)?;
+    if let Command::WriteBehind(WriteBehindCommand::Flush(a)) = command {
+        // A flush answers when the queue is written, which may take longer than a
+        // request.
+        cfg.request_timeout = a.wait;
+    }
+    let client = Client::connect(cfg).await?;
+    let result = dispatch(&client, g, command, change).await;
     client.close().await;
     result
 }
 
-async fn dispatch(client: &Client, g: &GlobalArgs, command: &Command) -> anyhow::Result<Status> {
+async fn dispatch(
+    client: &Client,
+    g: &GlobalArgs,
+    command: &Command,
+    change: Option<namespaces::Change>,
+) -> anyhow::Result<Status> {
     let ns = g.ns.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     match command {
         Command::Ping => ping(client, g.json).await,
@@ -31,11 +49,23 @@ async fn dispatch(client: &Client, g: &GlobalArgs, command: &Command) -> anyhow:
         Command::Set(a) => set(client, ns, a, g.json).await,
         Command::Del(a) => del(client, ns, a, g.json).await,
         Command::Stats => stats(client, g.ns.as_deref(), g.json).await,
-        Command::Ns(NsCommand::List) => ns_list(client, g.ns.as_deref(), g.json).await,
+        Command::Ns(c) => namespaces::run(client, g.ns.as_deref(), c, change, g.json).await,
+        Command::WriteBehind(c) => write_behind::run(client, g.ns.as_deref(), c, g.json).await,
         Command::Certs(_) | Command::Local(_) | Command::Bench(_) => {
             unreachable!("lib::execute routes only data commands here")
         }
     }
+}
+
+/// A response that was not the one expected, short enough for an error line.
+pub(crate) fn brief(r: &Response) -> String {
+    let mut s = format!("{r:?}");
+    if s.len() > 120 {
+        let end = s.floor_char_boundary(120);
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }
 
 fn millis(d: Duration) -> f64 {
@@ -235,11 +265,6 @@ fn condition_failed(
 }
 
 #[derive(Serialize)]
-struct Namespaces<T> {
-    namespaces: Vec<T>,
-}
-
-#[derive(Serialize)]
 struct StatsRow<'a> {
     #[serde(flatten)]
     stats: &'a NamespaceStats,
@@ -254,25 +279,29 @@ fn hit_ratio(s: &NamespaceStats) -> Option<f64> {
     (reads > 0).then(|| s.hits as f64 / reads as f64)
 }
 
-async fn fetch_stats(client: &Client, ns: Option<&str>) -> anyhow::Result<Vec<NamespaceStats>> {
+async fn stats(client: &Client, ns: Option<&str>, json: bool) -> anyhow::Result<Status> {
     let mut list = client.stats(ns).await.context("stats")?;
     list.sort_by(|a, b| a.ns.cmp(&b.ns));
-    Ok(list)
+    if json {
+        print_json(&Namespaces {
+            namespaces: stats_rows(&list),
+        })?;
+    } else {
+        print_line(&stats_table(&list).render())?;
+    }
+    Ok(Status::Success)
 }
 
-async fn stats(client: &Client, ns: Option<&str>, json: bool) -> anyhow::Result<Status> {
-    let list = fetch_stats(client, ns).await?;
-    if json {
-        let rows: Vec<StatsRow<'_>> = list
-            .iter()
-            .map(|s| StatsRow {
-                stats: s,
-                hit_ratio: hit_ratio(s),
-            })
-            .collect();
-        print_json(&Namespaces { namespaces: rows })?;
-        return Ok(Status::Success);
-    }
+fn stats_rows(list: &[NamespaceStats]) -> Vec<StatsRow<'_>> {
+    list.iter()
+        .map(|s| StatsRow {
+            stats: s,
+            hit_ratio: hit_ratio(s),
+        })
+        .collect()
+}
+
+fn stats_table(list: &[NamespaceStats]) -> Table {
     let mut t = Table::new(&[
         "namespace",
         ">entries",
@@ -283,8 +312,12 @@ async fn stats(client: &Client, ns: Option<&str>, json: bool) -> anyhow::Result<
         ">hit ratio",
         ">evicted",
         ">expired",
+        ">loads",
+        ">store errors",
+        ">refreshes",
+        ">coalesced",
     ]);
-    for s in &list {
+    for s in list {
         t.row(vec![
             s.ns.clone(),
             s.entries.to_string(),
@@ -295,43 +328,63 @@ async fn stats(client: &Client, ns: Option<&str>, json: bool) -> anyhow::Result<
             hit_ratio(s).map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
             s.evicted.to_string(),
             s.expired.to_string(),
+            s.store_loads.to_string(),
+            s.store_errors.to_string(),
+            s.refreshes.to_string(),
+            s.coalesced_loads.to_string(),
         ]);
     }
-    print_line(&t.render())?;
-    Ok(Status::Success)
+    t
 }
 
-async fn ns_list(client: &Client, ns: Option<&str>, json: bool) -> anyhow::Result<Status> {
-    let list = fetch_stats(client, ns).await?;
-    if json {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            name: &'a str,
-            entries: u64,
-            used_bytes: u64,
-            capacity_bytes: u64,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NamespaceStats {
+        NamespaceStats {
+            ns: "users".into(),
+            hits: 3,
+            misses: 1,
+            entries: 2,
+            used_bytes: 2048,
+            capacity_bytes: 1 << 20,
+            evicted: 4,
+            expired: 5,
+            store_loads: 6,
+            store_errors: 7,
+            refreshes: 8,
+            coalesced_loads: 9,
         }
-        let rows: Vec<Row<'_>> = list
-            .iter()
-            .map(|s| Row {
-                name: &s.ns,
-                entries: s.entries,
-                used_bytes: s.used_bytes,
-                capacity_bytes: s.capacity_bytes,
-            })
-            .collect();
-        print_json(&Namespaces { namespaces: rows })?;
-        return Ok(Status::Success);
     }
-    let mut t = Table::new(&["namespace", ">entries", ">used", ">capacity"]);
-    for s in &list {
-        t.row(vec![
-            s.ns.clone(),
-            s.entries.to_string(),
-            format_bytes(s.used_bytes),
-            format_bytes(s.capacity_bytes),
-        ]);
+
+    #[test]
+    fn stats_show_the_store_counters() {
+        let list = [sample()];
+        let text = stats_table(&list).render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("LOADS  STORE ERRORS  REFRESHES  COALESCED"),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with(" 6             7          8          9"),
+            "{text}"
+        );
+
+        let json = serde_json::to_value(Namespaces {
+            namespaces: stats_rows(&list),
+        })
+        .expect("JSON");
+        let row = &json["namespaces"][0];
+        assert_eq!(row["hit_ratio"], 0.75);
+        for (field, n) in [
+            ("store_loads", 6),
+            ("store_errors", 7),
+            ("refreshes", 8),
+            ("coalesced_loads", 9),
+        ] {
+            assert_eq!(row[field], n, "{field}: {row}");
+        }
     }
-    print_line(&t.render())?;
-    Ok(Status::Success)
 }

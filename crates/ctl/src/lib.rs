@@ -14,7 +14,11 @@
 //!   ping) and `local down`.
 //! - `process`: finding `ringcached`, pid liveness, signals (via `kill(1)`).
 //! - `connect`: the client configuration from `-c FILE`, flags, or the local default.
-//! - `data`: `ping`, `get`, `set`, `del`, `stats`, `ns list`.
+//! - `data`: `ping`, `get`, `set`, `del`, `stats`; the connection for every command
+//!   that talks to a node.
+//! - `namespaces`: `ns list`, `ns show`, `ns create`, `ns alter`.
+//! - `ns_config`: the settings `ns create`/`ns alter` send (`--file`, flags, `--set`).
+//! - `write_behind`: `writebehind status` and `writebehind flush`.
 //! - `bench`: `bench`, the closed-loop load generator (Ringcache, and Redis with
 //!   `--redis`).
 //! - `output`: tables, value rendering (UTF-8 or hex), JSON.
@@ -39,15 +43,20 @@ mod cli;
 mod connect;
 mod data;
 mod local;
+mod namespaces;
+mod ns_config;
 mod output;
 mod process;
+mod write_behind;
 
 use std::process::ExitCode;
 
 pub use cli::{
     BenchArgs, BenchOp, CertsCommand, CertsInitArgs, Cli, Command, DelArgs, GetArgs, GlobalArgs,
-    KeyDist, LocalCommand, LocalDownArgs, LocalUpArgs, NsCommand, SetArgs,
+    KeyDist, LocalCommand, LocalDownArgs, LocalUpArgs, NsCommand, NsConfigArgs, NsSettings,
+    NsShowArgs, SetArgs, WriteBehindCommand, WriteBehindFlushArgs, WriteBehindStatusArgs,
 };
+pub use ns_config::Setting;
 
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +106,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<Status> {
         | Command::Set(_)
         | Command::Del(_)
         | Command::Stats
-        | Command::Ns(_) => runtime()?.block_on(data::run(&global, &command)),
+        | Command::Ns(_)
+        | Command::WriteBehind(_) => runtime()?.block_on(data::run(&global, &command)),
     }
 }
 

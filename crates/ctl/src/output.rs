@@ -65,6 +65,12 @@ impl Table {
     }
 }
 
+/// The JSON of commands about several namespaces: `{"namespaces": [...]}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Namespaces<T> {
+    pub(crate) namespaces: Vec<T>,
+}
+
 /// A value as text: UTF-8 if it is, else lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Rendered {
@@ -81,13 +87,18 @@ pub(crate) fn render_value(bytes: &[u8]) -> Rendered {
             encoding: "utf8",
         },
         Err(_) => Rendered {
-            value: bytes.iter().fold(String::new(), |mut s, b| {
-                let _ = write!(s, "{b:02x}");
-                s
-            }),
+            value: hex(bytes),
             encoding: "hex",
         },
     }
+}
+
+/// Lowercase hex, two digits a byte.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Prints `value` as one line of JSON on stdout.
