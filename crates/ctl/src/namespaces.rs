@@ -67,29 +67,25 @@ pub(crate) async fn run(
             show(&info, None, json)
         }
         NsCommand::Create(_) | NsCommand::Alter(_) => {
-            let c = change.expect("data::run prepares the change of create and alter");
-            let (op, verb) = if c.create {
-                (
-                    Op::NsCreate {
-                        ns: c.ns.clone(),
-                        config: c.config,
-                    },
-                    "created",
-                )
+            let Change { ns, config, create } =
+                change.expect("data::run prepares the change of create and alter");
+            let (op, what, done) = if create {
+                let op = Op::NsCreate {
+                    ns: ns.clone(),
+                    config,
+                };
+                (op, "create", "created")
             } else {
-                (
-                    Op::NsAlter {
-                        ns: c.ns.clone(),
-                        config: c.config,
-                    },
-                    "altered",
-                )
+                let op = Op::NsAlter {
+                    ns: ns.clone(),
+                    config,
+                };
+                (op, "alter", "altered")
             };
-            let what = if c.create { "create" } else { "alter" };
-            let info = one(client, op, &c.ns)
+            let info = one(client, op, &ns)
                 .await
-                .with_context(|| format!("ns {what} {:?}", c.ns))?;
-            show(&info, Some(verb), json)
+                .with_context(|| format!("ns {what} {ns:?}"))?;
+            show(&info, Some(done), json)
         }
     }
 }
