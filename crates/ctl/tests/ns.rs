@@ -74,7 +74,6 @@ fn toml_of(text: &str) -> toml::Table {
 }
 
 #[test]
-#[ignore = "needs node namespace ops (merging)"]
 fn ns_create_show_alter_and_list() {
     let node = Node::start();
     let db = node.db("users.db");
@@ -188,7 +187,6 @@ fn ns_create_show_alter_and_list() {
 }
 
 #[test]
-#[ignore = "needs node namespace ops (merging)"]
 fn writebehind_status_and_flush() {
     let node = Node::start();
     let db = node.db("orders.db");
@@ -278,7 +276,6 @@ fn writebehind_status_and_flush() {
 }
 
 #[test]
-#[ignore = "needs node namespace ops (merging)"]
 fn unknown_namespaces_fail_with_exit_1() {
     let node = Node::start();
     for args in [
@@ -298,7 +295,6 @@ fn unknown_namespaces_fail_with_exit_1() {
 }
 
 #[test]
-#[ignore = "needs node namespace ops (merging)"]
 fn invalid_settings_are_refused_naming_the_field() {
     let node = Node::start();
     for (args, field) in [

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ringcache_engine::Policy;
 use ringcache_proto::{Limits, NodeId, valid_namespace};
-use serde::{Deserialize, Deserializer};
+use ringcache_store::{StoreConfig, ValidStoreConfig};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +129,147 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Where reads come from on a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// A miss is a miss; the application loads and sets (the client's `get_or_load`).
+    #[default]
+    CacheAside,
+    /// On a miss the node loads the key from the store, once for all concurrent misses.
+    ReadThrough,
+}
+
+/// Where writes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Writes change the cache only.
+    #[default]
+    CacheOnly,
+    /// The store first, then the cache; the ack means both.
+    WriteThrough,
+    /// The cache and the partition's write-behind queue; a flusher writes the store in
+    /// batches. The ack means queued (and logged, with `write_behind.wal`).
+    WriteBehind,
+    /// The store, then the cached copy is dropped.
+    WriteAround,
+}
+
+impl ReadMode {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CacheAside => "cache-aside",
+            Self::ReadThrough => "read-through",
+        }
+    }
+}
+
+impl WriteMode {
+    /// The config spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CacheOnly => "cache-only",
+            Self::WriteThrough => "write-through",
+            Self::WriteBehind => "write-behind",
+            Self::WriteAround => "write-around",
+        }
+    }
+}
+
+/// When the write-behind log is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Before every ack (concurrent writes share one fsync). The default.
+    #[default]
+    Always,
+    /// Every `fsync_interval`: a machine crash may lose the last interval's acks (a
+    /// process crash loses nothing).
+    Interval,
+    /// Never explicitly (the OS decides): a process crash loses nothing, a machine crash
+    /// may lose recent acks.
+    Never,
+}
+
+/// Write-behind settings (used when `write = "write-behind"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriteBehindConfig {
+    /// Most queued writes on this node for the namespace; beyond it writes get
+    /// `backpressure`. Default 100,000.
+    pub queue_capacity: u64,
+    /// Most writes per store batch. Default 500.
+    pub batch_size: usize,
+    /// How long a write may wait for a batch to fill, e.g. `"100ms"`. Default 100ms.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub batch_delay: Duration,
+    /// Failures (that retrying cannot fix, like a constraint error) before a write goes
+    /// to the dead-letter list. A store that is down or timing out is retried forever
+    /// without counting. Default 5.
+    pub max_attempts: u32,
+    /// First retry delay after a failure, doubled per attempt. Default 100ms.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub retry_backoff: Duration,
+    /// Longest retry delay. Default 10s.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub max_backoff: Duration,
+    /// Also append every queued write to a log in `<data_dir>/wal/<namespace>/`,
+    /// replayed on restart, so a crash loses no acknowledged write. Default false.
+    pub wal: bool,
+    /// When the log is fsynced: `always` (default), `interval`, `never`.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: how often. Default 100ms.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub fsync_interval: Duration,
+    /// On graceful shutdown, how long to keep flushing before giving up (what remains
+    /// is in the log with `wal`, lost without it, and logged either way). Default 30s.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for WriteBehindConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 100_000,
+            batch_size: 500,
+            batch_delay: Duration::from_millis(100),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            wal: false,
+            fsync: FsyncMode::Always,
+            fsync_interval: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// One namespace.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// ```toml
+/// [namespaces.users]
+/// policy = "adaptive"
+/// memory = "256MiB"
+/// default_ttl = "10m"
+/// read = "read-through"            # or "cache-aside" (default)
+/// write = "write-behind"           # "cache-only" (default), "write-through", "write-around"
+/// negative_ttl = "30s"             # read-through: remember "not in the store" this long
+/// refresh_ahead_factor = 0.8       # reload in the background after 80% of the TTL
+/// stale_while_revalidate = "30s"   # after expiry, serve the old value this long while reloading
+///
+/// [namespaces.users.store]         # see ringcache-store's StoreConfig
+/// kind = "postgres"
+/// url = "postgres://app@127.0.0.1/app"
+///
+/// [namespaces.users.write_behind]
+/// batch_size = 500
+/// wal = true
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamespaceConfig {
     /// Eviction policy: `adaptive` (default), `lru`, `lfu`, `fifo`, `random`, `ttl`.
@@ -139,9 +279,45 @@ pub struct NamespaceConfig {
     /// entry can be at most that large. Default 64 MiB.
     #[serde(deserialize_with = "de_bytes")]
     pub memory: u64,
-    /// TTL for writes that give none, e.g. `"10m"`; absent: no expiry.
-    #[serde(deserialize_with = "de_opt_duration")]
+    /// TTL for writes that give none and for loaded values, e.g. `"10m"`; absent: no
+    /// expiry.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_ttl: Option<Duration>,
+    /// `cache-aside` (default) or `read-through` (needs `store`).
+    pub read: ReadMode,
+    /// `cache-only` (default), `write-through`, `write-behind`, `write-around` (all but
+    /// the first need `store`).
+    pub write: WriteMode,
+    /// Read-through only: cache "the store has no such key" for this long. Absent
+    /// (default): every miss asks the store.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub negative_ttl: Option<Duration>,
+    /// Read-through with a `default_ttl` only: a value read after this share of the
+    /// TTL (between 0 and 1, e.g. 0.8) is returned and reloaded in the background, one
+    /// reload per key at a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_ahead_factor: Option<f64>,
+    /// Read-through with a `default_ttl` only: for this long after a value's TTL ran
+    /// out, serve it (with `ttl_ms = 0`) while one background reload runs.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stale_while_revalidate: Option<Duration>,
+    /// The backing store (ringcache-store's `StoreConfig`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
+    /// Write-behind settings.
+    pub write_behind: WriteBehindConfig,
 }
 
 impl Default for NamespaceConfig {
@@ -150,8 +326,203 @@ impl Default for NamespaceConfig {
             policy: Policy::default(),
             memory: 64 << 20,
             default_ttl: None,
+            read: ReadMode::default(),
+            write: WriteMode::default(),
+            negative_ttl: None,
+            refresh_ahead_factor: None,
+            stale_while_revalidate: None,
+            store: None,
+            write_behind: WriteBehindConfig::default(),
         }
     }
+}
+
+impl NamespaceConfig {
+    /// Parses one namespace's TOML table (as `ringctl ns create` sends it).
+    ///
+    /// # Errors
+    /// toml's message, one line.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| toml_error(text, &e))
+    }
+
+    /// The settings as TOML, every field written out; `redact` hides store passwords.
+    #[must_use]
+    pub fn to_toml(&self, redact: bool) -> String {
+        let mut c = self.clone();
+        if redact && let Some(store) = c.store.as_mut() {
+            store.url = store.url.as_deref().map(ringcache_store::redact_url);
+        }
+        toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// This configuration with the fields `patch` (TOML) names replaced.
+    ///
+    /// # Errors
+    /// The patch does not parse, or the result does not fit the schema.
+    pub fn patched(&self, patch: &str) -> Result<Self, String> {
+        let patch: toml::Table =
+            toml::from_str(patch).map_err(|e| e.message().replace('\n', " "))?;
+        let mut base: toml::Table = toml::Table::try_from(self)
+            .map_err(|e| format!("cannot render the current settings: {e}"))?;
+        merge(&mut base, patch);
+        base.try_into()
+            .map_err(|e: toml::de::Error| e.message().replace('\n', " "))
+    }
+
+    /// Whether any strategy uses the store.
+    #[must_use]
+    pub fn uses_store(&self) -> bool {
+        self.read == ReadMode::ReadThrough || self.write != WriteMode::CacheOnly
+    }
+
+    /// Checks the namespace's settings; `base` resolves a relative SQLite path.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field (relative to the namespace).
+    pub fn check(
+        &self,
+        name: &str,
+        partitions: u32,
+        base: &Path,
+    ) -> Result<Option<ValidStoreConfig>, ConfigError> {
+        let field = |f: &str| format!("namespaces.{name}.{f}");
+        if !valid_namespace(name) {
+            return Err(invalid(
+                format!("namespaces.{name}"),
+                "names are 1 to 64 bytes of letters, digits, '_', '-', '.'",
+            ));
+        }
+        let per = self.memory / u64::from(partitions);
+        if per < MIN_PARTITION_MEMORY {
+            return Err(invalid(
+                field("memory"),
+                format!(
+                    "{} bytes over {partitions} partitions leaves {per} bytes each; at least {MIN_PARTITION_MEMORY} per partition",
+                    self.memory
+                ),
+            ));
+        }
+        let read_through = self.read == ReadMode::ReadThrough;
+        if self.uses_store() && self.store.is_none() {
+            return Err(invalid(
+                field("store"),
+                format!(
+                    "read = \"{}\" with write = \"{}\" needs a [store] section",
+                    self.read.as_str(),
+                    self.write.as_str()
+                ),
+            ));
+        }
+        if self.negative_ttl.is_some() && !read_through {
+            return Err(invalid(
+                field("negative_ttl"),
+                "only applies with read = \"read-through\"",
+            ));
+        }
+        if let Some(f) = self.refresh_ahead_factor {
+            if !(f > 0.0 && f < 1.0) {
+                return Err(invalid(
+                    field("refresh_ahead_factor"),
+                    format!("{f} is not between 0 and 1 (exclusive)"),
+                ));
+            }
+            if !read_through || self.default_ttl.is_none() {
+                return Err(invalid(
+                    field("refresh_ahead_factor"),
+                    "needs read = \"read-through\" and a default_ttl",
+                ));
+            }
+        }
+        if self.stale_while_revalidate.is_some() && (!read_through || self.default_ttl.is_none()) {
+            return Err(invalid(
+                field("stale_while_revalidate"),
+                "needs read = \"read-through\" and a default_ttl",
+            ));
+        }
+        let wb = &self.write_behind;
+        if wb.queue_capacity == 0 {
+            return Err(invalid(
+                field("write_behind.queue_capacity"),
+                "must be at least 1",
+            ));
+        }
+        if !(1..=10_000).contains(&wb.batch_size) {
+            return Err(invalid(
+                field("write_behind.batch_size"),
+                "must be between 1 and 10000",
+            ));
+        }
+        if wb.max_attempts == 0 {
+            return Err(invalid(
+                field("write_behind.max_attempts"),
+                "must be at least 1",
+            ));
+        }
+        if wb.retry_backoff.is_zero() || wb.max_backoff < wb.retry_backoff {
+            return Err(invalid(
+                field("write_behind.max_backoff"),
+                "retry_backoff must be at least 1ms and max_backoff at least retry_backoff",
+            ));
+        }
+        if wb.fsync == FsyncMode::Interval && wb.fsync_interval.is_zero() {
+            return Err(invalid(
+                field("write_behind.fsync_interval"),
+                "must be at least 1ms",
+            ));
+        }
+        match &self.store {
+            None => Ok(None),
+            Some(store) => store
+                .clone()
+                .validate(base)
+                .map(Some)
+                .map_err(|e| invalid(field("store"), e.to_string())),
+        }
+    }
+}
+
+/// toml's message on one line; with the offending line quoted, since toml names unknown
+/// keys but not always the key whose value it refused.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let content = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line} `{content}`: {msg}")
+        }
+        None => msg,
+    }
+}
+
+fn merge(base: &mut toml::Table, patch: toml::Table) {
+    for (k, v) in patch {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(p)) => merge(b, p),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
+}
+
+#[allow(clippy::ref_option)] // serde's serialize_with hands us `&Option<_>`
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 fn default_listen() -> SocketAddr {
@@ -211,6 +582,8 @@ pub struct ValidConfig {
     pub partitions: u32,
     /// Namespaces.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// The directory relative paths in the file resolve against (the file's).
+    pub base: PathBuf,
 }
 
 /// The smallest share of a namespace's memory one partition may get.
@@ -237,20 +610,7 @@ impl NodeConfig {
     /// # Errors
     /// toml's message, flattened to one line.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_owned();
-            match e.span() {
-                Some(span) => {
-                    // toml names unknown keys but not always the key whose value it
-                    // refused; quoting the line names it in every case.
-                    let start = span.start.min(text.len());
-                    let line = text[..start].matches('\n').count() + 1;
-                    let content = text.lines().nth(line - 1).unwrap_or("").trim();
-                    format!("line {line} `{content}`: {}", msg.replace('\n', " "))
-                }
-                None => msg.replace('\n', " "),
-            }
-        })
+        toml::from_str(text).map_err(|e| toml_error(text, &e))
     }
 
     /// Checks every value; relative TLS and data paths resolve against `base` (the
@@ -303,22 +663,7 @@ impl NodeConfig {
             return Err(invalid("namespaces", "at least one namespace is needed"));
         }
         for (name, ns) in &self.namespaces {
-            if !valid_namespace(name) {
-                return Err(invalid(
-                    format!("namespaces.{name}"),
-                    "names are 1 to 64 bytes of letters, digits, '_', '-', '.'",
-                ));
-            }
-            let per = ns.memory / u64::from(self.partitions);
-            if per < MIN_PARTITION_MEMORY {
-                return Err(invalid(
-                    format!("namespaces.{name}.memory"),
-                    format!(
-                        "{} bytes over {} partitions leaves {per} bytes each; at least {MIN_PARTITION_MEMORY} per partition",
-                        ns.memory, self.partitions
-                    ),
-                ));
-            }
+            ns.check(name, self.partitions, base)?;
         }
         if self.tls.cluster_domain.is_empty() {
             return Err(invalid("tls.cluster_domain", "must not be empty"));
@@ -345,6 +690,7 @@ impl NodeConfig {
             max_streams_per_connection: l.max_streams_per_connection,
             partitions: self.partitions,
             namespaces: self.namespaces,
+            base: base.to_owned(),
         })
     }
 }

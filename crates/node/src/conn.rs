@@ -8,16 +8,25 @@
 //! error response if its request id is known, then the stream ends.
 
 use bytes::BytesMut;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use ringcache_proto::{
     EncodeError, ErrorCode, FrameError, Request, RequestId, Response, WireError, decode, encode,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Reply};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 << 10;
+
+/// Most requests of one stream waiting for the store at once; more are refused with
+/// `too_many_requests` until some finish.
+pub const MAX_PENDING: usize = 4096;
+
+type Waiting = FuturesUnordered<BoxFuture<'static, (RequestId, Response)>>;
 
 /// How a stream ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,11 +58,26 @@ where
     let max_frame = handler.limits().max_frame;
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut outbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut waiting: Waiting = FuturesUnordered::new();
     loop {
         let mut fatal = None;
         loop {
             match decode::<Request>(&mut inbuf, max_frame) {
-                Ok(Some((id, req))) => respond(id, &handler.handle(req), max_frame, &mut outbuf),
+                Ok(Some((id, req))) => match handler.handle(req) {
+                    Reply::Ready(r) => respond(id, &r, max_frame, &mut outbuf),
+                    Reply::Pending(_) if waiting.len() >= MAX_PENDING => respond(
+                        id,
+                        &Response::Error(WireError::new(
+                            ErrorCode::TooManyRequests,
+                            format!(
+                                "{MAX_PENDING} requests of this stream are waiting for the store; retry when some finish"
+                            ),
+                        )),
+                        max_frame,
+                        &mut outbuf,
+                    ),
+                    Reply::Pending(f) => waiting.push(Box::pin(async move { (id, f.await) })),
+                },
                 Ok(None) => break,
                 Err(e) => {
                     if let Some(id) = e.request_id() {
@@ -71,13 +95,14 @@ where
                 }
             }
         }
+        collect_ready(&mut waiting, max_frame, &mut outbuf);
         if !outbuf.is_empty() {
             send.write_all(&outbuf).await?;
             outbuf.clear();
         }
         if let Some(e) = fatal {
             tracing::warn!(error = %e, "closing stream after a framing error");
-            send.shutdown().await?;
+            finish(&mut waiting, max_frame, &mut send).await?;
             return Ok(StreamEnd::ProtocolError(e));
         }
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
@@ -86,16 +111,42 @@ where
         tokio::select! {
             read = recv.read_buf(&mut inbuf) => {
                 if read? == 0 {
-                    send.shutdown().await?;
+                    finish(&mut waiting, max_frame, &mut send).await?;
                     return Ok(StreamEnd::Finished);
                 }
             }
+            Some((id, r)) = waiting.next(), if !waiting.is_empty() => {
+                respond(id, &r, max_frame, &mut outbuf);
+            }
             () = stop_requested(&mut shutdown) => {
-                send.shutdown().await?;
+                finish(&mut waiting, max_frame, &mut send).await?;
                 return Ok(StreamEnd::ShutDown);
             }
         }
     }
+}
+
+/// Encodes every waiting response that is ready now.
+fn collect_ready(waiting: &mut Waiting, max_frame: u32, out: &mut BytesMut) {
+    while let Some(Some((id, r))) = waiting.next().now_or_never() {
+        respond(id, &r, max_frame, out);
+    }
+}
+
+/// Answers every waiting request, then finishes the stream.
+async fn finish<W: AsyncWrite + Unpin>(
+    waiting: &mut Waiting,
+    max_frame: u32,
+    send: &mut W,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    while let Some((id, r)) = waiting.next().await {
+        respond(id, &r, max_frame, &mut out);
+        collect_ready(waiting, max_frame, &mut out);
+        send.write_all(&out).await?;
+        out.clear();
+    }
+    send.shutdown().await
 }
 
 /// Resolves once `stop` turns true (or its sender is gone, which also means stop).

@@ -1,8 +1,11 @@
 //! Requests to responses: the node's data operations over its keyspace.
 //!
-//! Synchronous and fast (engine calls only); the connection task calls it inline for
-//! every decoded frame. Every failure becomes a [`WireError`] with a code and a message
-//! naming what was wrong; nothing here panics on input.
+//! Namespaces without a store are served synchronously (engine calls only): the
+//! connection task calls [`Handler::handle`] inline for every decoded frame and gets
+//! [`Reply::Ready`]. Requests that wait for a store, a load, a log or an admin change
+//! come back as [`Reply::Pending`], a future the connection polls alongside its other
+//! requests. Every failure becomes a [`WireError`] with a code and a message naming what
+//! was wrong; nothing here panics on input.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +14,49 @@ use bytes::Bytes;
 use ringcache_engine::{Condition, EntryView, InsertError, InsertOptions};
 use ringcache_placement::partition_for;
 use ringcache_proto::{
-    ClusterInfo, Entry, Epoch, ErrorCode, Hints, Limits, Member, NamespaceStats, NodeId, Op,
-    Request, Response, SetItem, WireError, WriteCondition,
+    ClusterInfo, Entry, Epoch, ErrorCode, Hints, Limits, Member, NamespaceInfo, NamespaceStats,
+    NodeId, Op, Request, Response, SetItem, WireError, WriteCondition,
 };
 
+use futures::future::BoxFuture;
+
 use crate::keyspace::{Keyspace, Namespace, Partition};
+use crate::strategy::Strategy;
+
+/// An answer now, or one to wait for.
+pub enum Reply {
+    /// The response.
+    Ready(Response),
+    /// A response that needs the store, a load or the log.
+    Pending(BoxFuture<'static, Response>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Self::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+impl Reply {
+    /// Waits for the response (tests and tools; the connection polls instead).
+    pub async fn wait(self) -> Response {
+        match self {
+            Self::Ready(r) => r,
+            Self::Pending(f) => f.await,
+        }
+    }
+}
+
+fn pending(
+    f: impl std::future::Future<Output = Result<Response, WireError>> + Send + 'static,
+) -> Reply {
+    Reply::Pending(Box::pin(
+        async move { f.await.unwrap_or_else(Response::Error) },
+    ))
+}
 
 /// Attempts of an increment's read-modify-write before giving up under contention.
 const INCREMENT_ATTEMPTS: usize = 64;
@@ -57,25 +98,248 @@ impl Handler {
         }
     }
 
+    /// The keyspace served.
+    #[must_use]
+    pub fn keyspace(&self) -> &Arc<Keyspace> {
+        &self.keyspace
+    }
+
     /// The limits requests are checked against.
     #[must_use]
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// Answers one request.
+    /// Answers one request, now or later.
     #[must_use]
-    pub fn handle(&self, req: Request) -> Response {
+    pub fn handle(&self, req: Request) -> Reply {
         if let Err(e) = self.limits.check(&req.op) {
-            return Response::Error(e);
+            return Reply::Ready(Response::Error(e));
         }
-        match self.dispatch(req.op) {
+        match self.route(req.op) {
             Ok(r) => r,
-            Err(e) => Response::Error(e),
+            Err(e) => Reply::Ready(Response::Error(e)),
         }
     }
 
-    fn ns(&self, name: &str) -> Result<&Arc<Namespace>, WireError> {
+    /// Answers one request, waiting if it needs to (tests and tools).
+    pub async fn handle_wait(&self, req: Request) -> Response {
+        self.handle(req).wait().await
+    }
+
+    /// Store-backed namespaces, admin operations, then the synchronous rest.
+    fn route(&self, op: Op) -> Result<Reply, WireError> {
+        let strategy_ns = match &op {
+            Op::Get { ns, .. }
+            | Op::GetMany { ns, .. }
+            | Op::Set { ns, .. }
+            | Op::SetMany { ns, .. }
+            | Op::Delete { ns, .. }
+            | Op::Exists { ns, .. }
+            | Op::Increment { ns, .. } => {
+                let ns = self.ns(ns)?;
+                ns.strategy.clone().map(|s| (ns, s))
+            }
+            _ => None,
+        };
+        if let Some((ns, strategy)) = strategy_ns {
+            return self.with_strategy(&ns, &strategy, op);
+        }
+        match op {
+            Op::NsList => Ok(Reply::Ready(Response::Namespaces(
+                self.keyspace.namespaces().iter().map(|n| info(n)).collect(),
+            ))),
+            Op::NsShow { ns } => Ok(Reply::Ready(Response::Namespaces(vec![info(
+                &*self.ns(&ns)?,
+            )]))),
+            Op::NsCreate { ns, config } => {
+                let keyspace = Arc::clone(&self.keyspace);
+                Ok(pending(async move {
+                    let n = keyspace.create(&ns, &config).await?;
+                    Ok(Response::Namespaces(vec![info(&n)]))
+                }))
+            }
+            Op::NsAlter { ns, config } => {
+                let keyspace = Arc::clone(&self.keyspace);
+                Ok(pending(async move {
+                    let n = keyspace.alter(&ns, &config).await?;
+                    Ok(Response::Namespaces(vec![info(&n)]))
+                }))
+            }
+            Op::WriteBehindStatus { ns } => {
+                let list = self.write_behind_namespaces(ns.as_deref())?;
+                Ok(Reply::Ready(Response::WriteBehind(
+                    list.iter().map(|(_, s)| s.status()).collect(),
+                )))
+            }
+            Op::WriteBehindFlush { ns } => {
+                let list = self.write_behind_namespaces(ns.as_deref())?;
+                Ok(pending(async move {
+                    for (_, wb) in &list {
+                        wb.flush().await;
+                    }
+                    Ok(Response::WriteBehind(
+                        list.iter().map(|(_, s)| s.status()).collect(),
+                    ))
+                }))
+            }
+            op => self.dispatch(op).map(Reply::Ready),
+        }
+    }
+
+    fn write_behind_namespaces(
+        &self,
+        ns: Option<&str>,
+    ) -> Result<Vec<(String, Arc<crate::writebehind::WriteBehind>)>, WireError> {
+        let list = match ns {
+            Some(name) => vec![self.ns(name)?],
+            None => self.keyspace.namespaces(),
+        };
+        let found: Vec<_> = list
+            .iter()
+            .filter_map(|n| {
+                n.strategy
+                    .as_ref()
+                    .and_then(|s| s.write_behind())
+                    .map(|w| (n.name.clone(), Arc::clone(w)))
+            })
+            .collect();
+        if let (Some(name), true) = (ns, found.is_empty()) {
+            return Err(err(
+                ErrorCode::Unsupported,
+                format!("namespace {name:?} does not write behind"),
+            ));
+        }
+        Ok(found)
+    }
+
+    fn pindex(&self, ns: &Namespace, key: &[u8]) -> usize {
+        partition_for(&ns.name, key, self.keyspace.partition_count()).0 as usize
+    }
+
+    /// Data operations on a namespace with a store.
+    fn with_strategy(
+        &self,
+        ns: &Arc<Namespace>,
+        s: &Arc<Strategy>,
+        op: Op,
+    ) -> Result<Reply, WireError> {
+        let default_ttl = ns.default_ttl();
+        let ttl_of = move |ttl_ms: Option<u64>| ttl_ms.map(Duration::from_millis).or(default_ttl);
+        Ok(match op {
+            Op::Get { key, .. } => match s.get(self.pindex(ns, &key), &key) {
+                Ok(v) => Reply::Ready(Response::Value(v)),
+                Err(load) => pending(async move { load.await.map(Response::Value) }),
+            },
+            Op::GetMany { keys, .. } => {
+                let mut ready = Vec::with_capacity(keys.len());
+                let mut loads = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    match s.get(self.pindex(ns, k), k) {
+                        Ok(v) => ready.push(v),
+                        Err(load) => {
+                            ready.push(None);
+                            loads.push((i, load));
+                        }
+                    }
+                }
+                if loads.is_empty() {
+                    Reply::Ready(Response::Values(ready))
+                } else {
+                    pending(async move {
+                        for (i, load) in loads {
+                            ready[i] = load.await?;
+                        }
+                        Ok(Response::Values(ready))
+                    })
+                }
+            }
+            Op::Exists { key, .. } => {
+                Reply::Ready(Response::Exists(s.contains(self.pindex(ns, &key), &key)))
+            }
+            Op::Set {
+                key,
+                value,
+                ttl_ms,
+                condition,
+                ..
+            } => {
+                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                pending(async move {
+                    let w = s
+                        .write(p, key, Some(value), ttl_of(ttl_ms), to_condition(condition))
+                        .await?;
+                    Ok(Response::Stored { version: w.version })
+                })
+            }
+            Op::SetMany { items, .. } => {
+                let s = Arc::clone(s);
+                let ps: Vec<usize> = items.iter().map(|i| self.pindex(ns, &i.key)).collect();
+                pending(async move {
+                    let mut out = Vec::with_capacity(items.len());
+                    for (SetItem { key, value, ttl_ms }, p) in items.into_iter().zip(ps) {
+                        out.push(
+                            Arc::clone(&s)
+                                .write(p, key, Some(value), ttl_of(ttl_ms), Condition::Always)
+                                .await
+                                .map(|w| w.version),
+                        );
+                    }
+                    Ok(Response::StoredMany(out))
+                })
+            }
+            Op::Delete {
+                key, if_version, ..
+            } => {
+                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                let cond = if_version.map_or(Condition::Always, Condition::IfVersion);
+                pending(async move {
+                    let w = s.write(p, key, None, None, cond).await?;
+                    Ok(Response::Deleted(w.existed))
+                })
+            }
+            Op::Increment {
+                key, delta, ttl_ms, ..
+            } => {
+                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                pending(async move {
+                    for _ in 0..INCREMENT_ATTEMPTS {
+                        let current = match s.get(p, &key) {
+                            Ok(v) => v,
+                            Err(load) => load.await?,
+                        };
+                        let (old, cond, ttl) = match &current {
+                            None => (0, Condition::IfAbsent, ttl_of(ttl_ms)),
+                            Some(e) => (
+                                parse_counter(&e.value)?,
+                                Condition::IfVersion(e.version),
+                                e.ttl_ms.map(Duration::from_millis),
+                            ),
+                        };
+                        let new = add(old, delta)?;
+                        match Arc::clone(&s)
+                            .write(
+                                p,
+                                key.clone(),
+                                Some(Bytes::from(new.to_string())),
+                                ttl,
+                                cond,
+                            )
+                            .await
+                        {
+                            Ok(_) => return Ok(Response::Counter(new)),
+                            Err(e) if e.code == ErrorCode::ConditionFailed => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(contended())
+                })
+            }
+            other => self.dispatch(other).map(Reply::Ready)?,
+        })
+    }
+
+    fn ns(&self, name: &str) -> Result<Arc<Namespace>, WireError> {
         self.keyspace.namespace(name).ok_or_else(|| {
             err(
                 ErrorCode::UnknownNamespace,
@@ -96,11 +360,11 @@ impl Handler {
         Ok(match op {
             Op::Ping => Response::Pong { node: self.node },
             Op::Get { ns, key } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Value(self.part(ns, &key).engine.get_entry(&key).map(entry))
             }
             Op::GetMany { ns, keys } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Values(
                     keys.iter()
                         .map(|k| self.part(ns, k).engine.get_entry(k).map(entry))
@@ -114,13 +378,13 @@ impl Handler {
                 ttl_ms,
                 condition,
             } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Stored {
                     version: self.set(ns, &key, value, ttl_ms, condition)?,
                 }
             }
             Op::SetMany { ns, items } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::StoredMany(
                     items
                         .into_iter()
@@ -135,7 +399,7 @@ impl Handler {
                 key,
                 if_version,
             } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 let cond = if_version.map_or(Condition::Always, Condition::IfVersion);
                 match self.part(ns, &key).engine.remove_if(&key, cond) {
                     Ok(removed) => Response::Deleted(removed.is_some()),
@@ -143,11 +407,11 @@ impl Handler {
                 }
             }
             Op::Exists { ns, key } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Exists(self.part(ns, &key).engine.contains(&key))
             }
             Op::Touch { ns, key, ttl_ms } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Touched(
                     self.part(ns, &key)
                         .engine
@@ -160,11 +424,11 @@ impl Handler {
                 delta,
                 ttl_ms,
             } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 Response::Counter(self.increment(ns, &key, delta, ttl_ms)?)
             }
             Op::Purge { ns, prefix } => {
-                let ns = self.ns(&ns)?;
+                let ns = &*self.ns(&ns)?;
                 let removed: usize = ns
                     .partitions()
                     .map(|p| p.engine.retain(|k, _| !k.starts_with(&prefix)))
@@ -173,8 +437,8 @@ impl Handler {
             }
             Op::Stats { ns } => {
                 let list: Vec<Arc<Namespace>> = match ns {
-                    Some(name) => vec![Arc::clone(self.ns(&name)?)],
-                    None => self.keyspace.namespaces().cloned().collect(),
+                    Some(name) => vec![self.ns(&name)?],
+                    None => self.keyspace.namespaces(),
                 };
                 Response::Stats(
                     list.iter()
@@ -189,7 +453,7 @@ impl Handler {
                                 capacity_bytes: s.capacity,
                                 evicted: s.evicted,
                                 expired: s.expired,
-                                ..NamespaceStats::default()
+                                ..strategy_stats(ns.strategy.as_deref())
                             }
                         })
                         .collect(),
@@ -201,7 +465,10 @@ impl Handler {
             | Op::NsAlter { .. }
             | Op::WriteBehindStatus { .. }
             | Op::WriteBehindFlush { .. } => {
-                return Err(err(ErrorCode::Unsupported, "not implemented yet"));
+                return Err(err(
+                    ErrorCode::Internal,
+                    "admin operation reached the data path",
+                ));
             }
             Op::ClusterInfo => {
                 let n = self.keyspace.partition_count();
@@ -232,11 +499,7 @@ impl Handler {
         let version = part.next_version();
         let mut opts = InsertOptions::new()
             .version(version)
-            .condition(match condition {
-                WriteCondition::Always => Condition::Always,
-                WriteCondition::IfAbsent => Condition::IfAbsent,
-                WriteCondition::IfVersion(v) => Condition::IfVersion(v),
-            });
+            .condition(to_condition(condition));
         opts.ttl = ttl_ms.map(Duration::from_millis).or(ns.default_ttl());
         let len = value.len();
         part.engine
@@ -262,25 +525,13 @@ impl Handler {
                     Condition::IfAbsent,
                     ttl_ms.map(Duration::from_millis).or(ns.default_ttl()),
                 ),
-                Some(v) => {
-                    let n = std::str::from_utf8(&v.value)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<i64>().ok())
-                        .ok_or_else(|| {
-                            err(
-                                ErrorCode::NotANumber,
-                                "value is not a decimal 64-bit integer",
-                            )
-                        })?;
-                    (n, Condition::IfVersion(v.version), v.expires_in)
-                }
+                Some(v) => (
+                    parse_counter(&v.value)?,
+                    Condition::IfVersion(v.version),
+                    v.expires_in,
+                ),
             };
-            let new = old.checked_add(delta).ok_or_else(|| {
-                err(
-                    ErrorCode::NotANumber,
-                    format!("{old} + {delta} overflows a 64-bit integer"),
-                )
-            })?;
+            let new = add(old, delta)?;
             let mut opts = InsertOptions::new()
                 .version(part.next_version())
                 .condition(condition);
@@ -291,18 +542,74 @@ impl Handler {
                 Err(e) => return Err(insert_error(e, key.len())),
             }
         }
-        Err(err(
-            ErrorCode::Backpressure,
-            "increment kept racing with other writers; retry",
-        )
-        .with_hints(Hints {
-            retry_after_ms: Some(1),
-            ..Hints::default()
-        }))
+        Err(contended())
     }
 }
 
-fn insert_error(e: InsertError, size: usize) -> WireError {
+fn to_condition(c: WriteCondition) -> Condition {
+    match c {
+        WriteCondition::Always => Condition::Always,
+        WriteCondition::IfAbsent => Condition::IfAbsent,
+        WriteCondition::IfVersion(v) => Condition::IfVersion(v),
+    }
+}
+
+fn info(ns: &Namespace) -> NamespaceInfo {
+    NamespaceInfo {
+        ns: ns.name.clone(),
+        config: ns.config.to_toml(true),
+    }
+}
+
+fn strategy_stats(s: Option<&Strategy>) -> NamespaceStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(s) = s else {
+        return NamespaceStats::default();
+    };
+    let c = s.counters();
+    NamespaceStats {
+        store_loads: c.store_loads.load(Relaxed),
+        store_errors: s.store_errors(),
+        refreshes: c.refreshes.load(Relaxed),
+        coalesced_loads: c.coalesced_loads.load(Relaxed),
+        ..NamespaceStats::default()
+    }
+}
+
+fn parse_counter(value: &[u8]) -> Result<i64, WireError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .ok_or_else(|| {
+            err(
+                ErrorCode::NotANumber,
+                "value is not a decimal 64-bit integer",
+            )
+        })
+}
+
+fn add(old: i64, delta: i64) -> Result<i64, WireError> {
+    old.checked_add(delta).ok_or_else(|| {
+        err(
+            ErrorCode::NotANumber,
+            format!("{old} + {delta} overflows a 64-bit integer"),
+        )
+    })
+}
+
+fn contended() -> WireError {
+    err(
+        ErrorCode::Backpressure,
+        "increment kept racing with other writers; retry",
+    )
+    .with_hints(Hints {
+        retry_after_ms: Some(1),
+        ..Hints::default()
+    })
+}
+
+/// An engine insert error as the client sees it (`size`: key plus value bytes).
+pub(crate) fn insert_error(e: InsertError, size: usize) -> WireError {
     match e {
         InsertError::TooLarge { charge, limit } => err(
             ErrorCode::ValueTooLarge,

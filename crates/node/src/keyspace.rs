@@ -1,17 +1,30 @@
-//! Namespaces and their partitions: one eviction engine per (namespace, partition).
+//! Namespaces and their partitions: one eviction engine per (namespace, partition),
+//! and for namespaces with a backing store, their [`Strategy`].
 //!
 //! Memory is keyed by partition from the start, so the cluster work only changes which
 //! partitions a node holds, never how a partition stores its data.
+//!
+//! Namespaces can be created and changed at runtime (`ringctl ns create|alter`). Those
+//! changes are saved to `<data_dir>/namespaces.toml` and win over the config file's
+//! settings for the same namespace on the next start (a log line says so).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::RwLock;
 use ringcache_engine::{Capacity, Clock, Engine, Stats, SystemClock};
-use ringcache_proto::PartitionId;
+use ringcache_proto::{ErrorCode, PartitionId, WireError};
+use ringcache_store::Store;
+use tracing::{info, warn};
 
-use crate::config::NamespaceConfig;
+use crate::config::{NamespaceConfig, WriteMode};
+use crate::strategy::Strategy;
+
+/// The file runtime namespace changes are saved to, in the data directory.
+pub const RUNTIME_NAMESPACES: &str = "namespaces.toml";
 
 /// One partition of one namespace.
 #[derive(Debug)]
@@ -29,6 +42,11 @@ impl Partition {
     pub fn next_version(&self) -> u64 {
         self.version.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    /// Makes later versions exceed `seen` (a version read from the store or a log).
+    pub fn observe_version(&self, seen: u64) {
+        self.version.fetch_max(seen, Ordering::Relaxed);
+    }
 }
 
 /// A namespace on this node.
@@ -38,33 +56,34 @@ pub struct Namespace {
     pub name: String,
     /// Its settings.
     pub config: NamespaceConfig,
-    partitions: Box<[Partition]>,
+    partitions: Arc<[Partition]>,
+    /// Store-backed strategies, when the namespace uses a store.
+    pub strategy: Option<Arc<Strategy>>,
+}
+
+fn build_partitions(
+    config: &NamespaceConfig,
+    partitions: u32,
+    clock: &Arc<dyn Clock>,
+) -> Arc<[Partition]> {
+    let per = config.memory / u64::from(partitions);
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    (0..partitions)
+        .map(|_| Partition {
+            engine: Engine::builder(Capacity::Bytes(per))
+                .policy(config.policy)
+                // Partitions already spread the lock traffic.
+                .shards(1)
+                .clock(Arc::clone(clock))
+                .build(),
+            version: AtomicU64::new(start),
+        })
+        .collect()
 }
 
 impl Namespace {
-    fn new(name: &str, config: NamespaceConfig, partitions: u32, clock: &Arc<dyn Clock>) -> Self {
-        let per = config.memory / u64::from(partitions);
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let partitions = (0..partitions)
-            .map(|_| Partition {
-                engine: Engine::builder(Capacity::Bytes(per))
-                    .policy(config.policy)
-                    // Partitions already spread the lock traffic.
-                    .shards(1)
-                    .clock(Arc::clone(clock))
-                    .build(),
-                version: AtomicU64::new(start),
-            })
-            .collect();
-        Self {
-            name: name.to_owned(),
-            config,
-            partitions,
-        }
-    }
-
     /// The partition `p` (the caller computed it with the same partition count).
     ///
     /// # Panics
@@ -96,33 +115,293 @@ impl Namespace {
     }
 }
 
+/// Why the keyspace could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("namespace {ns}: {reason}")]
+pub struct OpenError {
+    /// The namespace.
+    pub ns: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Every namespace on this node.
 #[derive(Debug)]
 pub struct Keyspace {
     partitions: u32,
-    namespaces: HashMap<String, Arc<Namespace>>,
+    data_dir: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    /// Serializes namespace creation and changes.
+    admin: tokio::sync::Mutex<BTreeMap<String, NamespaceConfig>>,
 }
 
 impl Keyspace {
-    /// Builds the engines for every configured namespace.
+    /// Builds the engines for namespaces that use no store (tests and embedded use).
+    ///
+    /// # Panics
+    /// If a namespace uses a store: open those with [`Keyspace::open`].
     #[must_use]
-    pub fn new(
-        partitions: u32,
-        namespaces: &std::collections::BTreeMap<String, NamespaceConfig>,
-    ) -> Self {
+    pub fn new(partitions: u32, namespaces: &BTreeMap<String, NamespaceConfig>) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        let namespaces = namespaces
+        let map = namespaces
             .iter()
             .map(|(name, cfg)| {
+                assert!(
+                    !cfg.uses_store(),
+                    "namespace {name} uses a store: use Keyspace::open"
+                );
                 (
                     name.clone(),
-                    Arc::new(Namespace::new(name, cfg.clone(), partitions, &clock)),
+                    Arc::new(Namespace {
+                        name: name.clone(),
+                        config: cfg.clone(),
+                        partitions: build_partitions(cfg, partitions, &clock),
+                        strategy: None,
+                    }),
                 )
             })
             .collect();
         Self {
             partitions,
-            namespaces,
+            data_dir: None,
+            clock,
+            namespaces: RwLock::new(map),
+            admin: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Opens every namespace: the configured ones, overridden or extended by the runtime
+    /// changes saved in `data_dir`; opens their stores, replays write-behind logs and
+    /// starts the flushers. `base` resolves relative store paths of the config file.
+    ///
+    /// # Errors
+    /// The first namespace that cannot open, with why.
+    pub async fn open(
+        partitions: u32,
+        configured: &BTreeMap<String, NamespaceConfig>,
+        data_dir: &Path,
+        base: &Path,
+    ) -> Result<Self, OpenError> {
+        let mut all: BTreeMap<String, (NamespaceConfig, PathBuf)> = configured
+            .iter()
+            .map(|(n, c)| (n.clone(), (c.clone(), base.to_owned())))
+            .collect();
+        let saved = load_runtime(data_dir)?;
+        for (name, cfg) in &saved {
+            if all.contains_key(name) {
+                warn!(ns = %name, file = %data_dir.join(RUNTIME_NAMESPACES).display(), "using the namespace's runtime settings (changed with ringctl) instead of the config file's");
+            }
+            all.insert(name.clone(), (cfg.clone(), data_dir.to_owned()));
+        }
+        let me = Self {
+            partitions,
+            data_dir: Some(data_dir.to_owned()),
+            clock: Arc::new(SystemClock::new()),
+            namespaces: RwLock::new(HashMap::new()),
+            admin: tokio::sync::Mutex::new(saved),
+        };
+        for (name, (cfg, base)) in all {
+            let ns = me
+                .build(&name, cfg, &base, None)
+                .await
+                .map_err(|e| OpenError {
+                    ns: name.clone(),
+                    reason: e.message,
+                })?;
+            me.namespaces.write().insert(name, ns);
+        }
+        Ok(me)
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        mut config: NamespaceConfig,
+        base: &Path,
+        reuse: Option<&Namespace>,
+    ) -> Result<Arc<Namespace>, WireError> {
+        let valid = config
+            .check(name, self.partitions, base)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        let partitions = match reuse {
+            Some(old) => {
+                for p in old.partitions.iter() {
+                    p.engine.set_policy(config.policy);
+                    p.engine
+                        .set_capacity(config.memory / u64::from(self.partitions));
+                }
+                Arc::clone(&old.partitions)
+            }
+            None => build_partitions(&config, self.partitions, &self.clock),
+        };
+        let strategy = match valid {
+            Some(store_config) if config.uses_store() => {
+                // Save the resolved path so the settings mean the same from any directory.
+                if let (Some(store), ringcache_store::Backend::Sqlite { path }) =
+                    (config.store.as_mut(), &store_config.backend)
+                {
+                    store.path = Some(path.clone());
+                }
+                let reusable = reuse
+                    .and_then(|old| old.strategy.as_ref())
+                    .filter(|s| s.same_store_and_writes(&config));
+                let store = match reusable {
+                    Some(s) => s.store().clone(),
+                    None => Store::open(&store_config).await.map_err(|e| {
+                        WireError::new(
+                            ErrorCode::StoreError,
+                            format!("namespace {name}: cannot open its store: {e}"),
+                        )
+                    })?,
+                };
+                let wal_dir = self.data_dir.as_ref().map(|d| d.join("wal").join(name));
+                let strategy = match reusable {
+                    Some(old) => old.reconfigured(&config),
+                    None => {
+                        if config.write == WriteMode::WriteBehind
+                            && config.write_behind.wal
+                            && wal_dir.is_none()
+                        {
+                            return Err(WireError::new(
+                                ErrorCode::InvalidConfig,
+                                "write_behind.wal needs a data directory",
+                            ));
+                        }
+                        Strategy::start(
+                            name,
+                            &config,
+                            store,
+                            Arc::clone(&partitions),
+                            wal_dir.as_deref(),
+                        )
+                        .await
+                        .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?
+                    }
+                };
+                Some(Arc::new(strategy))
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Namespace {
+            name: name.to_owned(),
+            config,
+            partitions,
+            strategy,
+        }))
+    }
+
+    /// Creates a namespace from TOML settings.
+    ///
+    /// # Errors
+    /// `already_exists`, `invalid_config` naming the field, `store_error`.
+    pub async fn create(&self, name: &str, toml: &str) -> Result<Arc<Namespace>, WireError> {
+        let mut saved = self.admin.lock().await;
+        if self.namespace(name).is_some() {
+            return Err(WireError::new(
+                ErrorCode::AlreadyExists,
+                format!("namespace {name:?} exists; change it with `ringctl ns alter`"),
+            ));
+        }
+        let config = NamespaceConfig::from_toml(toml).map_err(|e| {
+            WireError::new(ErrorCode::InvalidConfig, format!("namespace {name}: {e}"))
+        })?;
+        let base = self.runtime_base()?;
+        let ns = self.build(name, config, &base, None).await?;
+        saved.insert(name.to_owned(), ns.config.clone());
+        self.save(&saved)?;
+        self.namespaces
+            .write()
+            .insert(name.to_owned(), Arc::clone(&ns));
+        info!(ns = %name, "namespace created");
+        Ok(ns)
+    }
+
+    /// Changes the fields `patch` (TOML) names. Changing the store or the write mode of
+    /// a namespace whose write-behind queue is not empty is refused: flush first.
+    ///
+    /// # Errors
+    /// `unknown_namespace`, `invalid_config`, `store_error`, `backpressure` (queue not
+    /// empty).
+    pub async fn alter(&self, name: &str, patch: &str) -> Result<Arc<Namespace>, WireError> {
+        let mut saved = self.admin.lock().await;
+        let old = self.namespace(name).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownNamespace,
+                format!("unknown namespace {name:?}"),
+            )
+        })?;
+        let config = old.config.patched(patch).map_err(|e| {
+            WireError::new(ErrorCode::InvalidConfig, format!("namespace {name}: {e}"))
+        })?;
+        let keeps_writes = old
+            .strategy
+            .as_ref()
+            .is_none_or(|s| s.same_store_and_writes(&config));
+        if !keeps_writes
+            && let Some(wb) = old.strategy.as_ref().and_then(|s| s.write_behind())
+            && wb.depth() > 0
+        {
+            return Err(WireError::new(
+                ErrorCode::Backpressure,
+                format!(
+                    "namespace {name} has {} write-behind writes not yet in its store; run `ringctl writebehind flush {name}` and retry",
+                    wb.depth()
+                ),
+            ));
+        }
+        let base = self.runtime_base()?;
+        let ns = self.build(name, config, &base, Some(&old)).await?;
+        if !keeps_writes && let Some(s) = &old.strategy {
+            s.stop();
+        }
+        saved.insert(name.to_owned(), ns.config.clone());
+        self.save(&saved)?;
+        self.namespaces
+            .write()
+            .insert(name.to_owned(), Arc::clone(&ns));
+        info!(ns = %name, "namespace changed");
+        Ok(ns)
+    }
+
+    fn runtime_base(&self) -> Result<PathBuf, WireError> {
+        self.data_dir.clone().ok_or_else(|| {
+            WireError::new(
+                ErrorCode::Unsupported,
+                "this node has no data directory for runtime namespace changes",
+            )
+        })
+    }
+
+    fn save(&self, saved: &BTreeMap<String, NamespaceConfig>) -> Result<(), WireError> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(());
+        };
+        let text = toml::to_string(saved).map_err(|e| {
+            WireError::new(
+                ErrorCode::Internal,
+                format!("cannot render namespaces: {e}"),
+            )
+        })?;
+        let path = dir.join(RUNTIME_NAMESPACES);
+        let tmp = dir.join(format!("{RUNTIME_NAMESPACES}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                WireError::new(
+                    ErrorCode::Internal,
+                    format!("cannot save {}: {e}", path.display()),
+                )
+            })
+    }
+
+    /// Drains every write-behind queue (bounded by each namespace's `drain_timeout`).
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self.namespaces.read().values().cloned().collect();
+        for ns in all {
+            if let Some(s) = &ns.strategy {
+                s.shutdown(&ns.name).await;
+            }
         }
     }
 
@@ -134,14 +413,33 @@ impl Keyspace {
 
     /// A namespace by name.
     #[must_use]
-    pub fn namespace(&self, name: &str) -> Option<&Arc<Namespace>> {
-        self.namespaces.get(name)
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.read().get(name).cloned()
     }
 
     /// All namespaces, by name.
-    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
-        let mut v: Vec<_> = self.namespaces.values().collect();
+    #[must_use]
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        let mut v: Vec<_> = self.namespaces.read().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
-        v.into_iter()
+        v
     }
+}
+
+fn load_runtime(data_dir: &Path) -> Result<BTreeMap<String, NamespaceConfig>, OpenError> {
+    let path = data_dir.join(RUNTIME_NAMESPACES);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => {
+            return Err(OpenError {
+                ns: "*".into(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| OpenError {
+        ns: "*".into(),
+        reason: format!("{}: {}", path.display(), e.message().replace('\n', " ")),
+    })
 }

@@ -19,3 +19,6 @@ pub mod conn;
 pub mod handler;
 pub mod keyspace;
 pub mod server;
+pub mod strategy;
+pub mod wal;
+pub mod writebehind;

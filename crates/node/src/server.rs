@@ -37,6 +37,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A namespace could not open (its store, its write-behind log).
+    #[error(transparent)]
+    Namespace(#[from] crate::keyspace::OpenError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -102,7 +105,15 @@ pub async fn start(config: ValidConfig) -> Result<Node, ServeError> {
         source,
     })?;
 
-    let keyspace = Arc::new(Keyspace::new(config.partitions, &config.namespaces));
+    let keyspace = Arc::new(
+        Keyspace::open(
+            config.partitions,
+            &config.namespaces,
+            &config.data_dir,
+            &config.base,
+        )
+        .await?,
+    );
     let handler = Handler::new(keyspace, config.limits, config.node_id, addr.to_string());
     let (stop, stopped) = watch::channel(false);
     info!(node = %config.node_id, %addr, partitions = config.partitions, "serving");
@@ -162,6 +173,8 @@ async fn accept_loop(
         warn!("drain timed out; closing the remaining connections");
         connections.abort_all();
     }
+    // Every acknowledged write-behind write is queued by now: write them out.
+    handler.keyspace().shutdown().await;
     endpoint.close(VarInt::from_u32(0), b"shutting down");
     endpoint.wait_idle().await;
     info!("stopped");

@@ -33,6 +33,15 @@ fn the_example_config_validates() {
 }
 
 #[test]
+fn the_strategies_example_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-config/strategies.toml");
+    let cfg = NodeConfig::from_file(&path).expect("parses");
+    let v = cfg.validate(path.parent().expect("dir")).expect("valid");
+    assert_eq!(v.namespaces.len(), 4);
+    assert!(v.namespaces["sessions"].write_behind.wal);
+}
+
+#[test]
 fn defaults_fill_everything_else() {
     let v = validate(MINIMAL).expect("valid");
     assert_eq!(v.listen.to_string(), "127.0.0.1:7700");
@@ -87,6 +96,48 @@ fn bad_values_name_their_field() {
             MINIMAL.replace("node_id = 3", "node_id = 3\nlisten = \"nowhere\""),
             "listen",
         ),
+        (
+            format!("{MINIMAL}\n[namespaces.users]\nread = \"read-through\"\n"),
+            "namespaces.users.store",
+        ),
+        (
+            format!("{MINIMAL}\n[namespaces.users]\nwrite = \"write-sideways\"\n"),
+            "write-sideways",
+        ),
+        (
+            format!("{MINIMAL}\n[namespaces.users]\nnegative_ttl = \"1s\"\n"),
+            "namespaces.users.negative_ttl",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[namespaces.users]\nread = \"read-through\"\ndefault_ttl = \"1m\"\nrefresh_ahead_factor = 1.5\n[namespaces.users.store]\npath = \"u.db\"\n"
+            ),
+            "namespaces.users.refresh_ahead_factor",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[namespaces.users]\nread = \"read-through\"\nstale_while_revalidate = \"1m\"\n[namespaces.users.store]\npath = \"u.db\"\n"
+            ),
+            "namespaces.users.stale_while_revalidate",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[namespaces.users]\nwrite = \"write-behind\"\n[namespaces.users.store]\npath = \"u.db\"\n[namespaces.users.write_behind]\nbatch_size = 0\n"
+            ),
+            "namespaces.users.write_behind.batch_size",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[namespaces.users]\nwrite = \"write-through\"\n[namespaces.users.store]\nkind = \"postgres\"\n"
+            ),
+            "namespaces.users.store",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[namespaces.users]\nwrite = \"write-behind\"\n[namespaces.users.store]\npath = \"u.db\"\n[namespaces.users.write_behind]\nfsync = \"sometimes\"\n"
+            ),
+            "sometimes",
+        ),
     ];
     for (text, needle) in cases {
         let err = validate(&text).expect_err(needle);
@@ -108,4 +159,30 @@ fn sizes_and_durations_parse_with_units() {
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
     assert!(parse_duration("2 fortnights").is_err());
+}
+
+#[test]
+fn strategy_settings_parse_and_round_trip() {
+    let text = format!(
+        "{MINIMAL}\n[namespaces.users]\nread = \"read-through\"\nwrite = \"write-behind\"\ndefault_ttl = \"10m\"\nnegative_ttl = \"30s\"\nrefresh_ahead_factor = 0.8\nstale_while_revalidate = \"1m\"\n[namespaces.users.store]\npath = \"users.db\"\n[namespaces.users.write_behind]\nbatch_size = 100\nwal = true\nfsync = \"interval\"\n"
+    );
+    let v = validate(&text).expect("valid");
+    let ns = &v.namespaces["users"];
+    assert_eq!(ns.write_behind.batch_size, 100);
+    assert_eq!(ns.refresh_ahead_factor, Some(0.8));
+    assert_eq!(ns.stale_while_revalidate, Some(Duration::from_secs(60)));
+    // The rendered settings parse back to the same ones (what `ns show` and `ns alter` rely on).
+    let again =
+        ringcache_node::config::NamespaceConfig::from_toml(&ns.to_toml(false)).expect("round trip");
+    assert_eq!(again.to_toml(false), ns.to_toml(false));
+    assert_eq!(again.default_ttl, Some(Duration::from_secs(600)));
+    let patched = ns
+        .patched("write_behind.batch_size = 7\npolicy = \"lfu\"")
+        .expect("patch");
+    assert_eq!(patched.write_behind.batch_size, 7);
+    assert!(
+        patched.write_behind.wal,
+        "fields the patch does not name are kept"
+    );
+    assert!(ns.patched("write_behind = 3").is_err());
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::StoreError;
 
 /// Which database backs a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// An embedded SQLite file (bundled: nothing to install). The default.
@@ -41,15 +41,20 @@ impl fmt::Display for StoreKind {
 /// pool_size = 16                                     # postgres only, default 8
 /// timeout = "2s"                                     # default "5s"
 /// ```
-#[derive(Clone, Deserialize)]
+///
+/// It serializes back to the same TOML (the timeout as milliseconds), so the node can
+/// show and patch a namespace's settings.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `"sqlite"` (default) or `"postgres"`.
     pub kind: StoreKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
     /// SQLite only: the database file, created with its parent directories if missing.
     /// A relative path resolves against the directory given to
     /// [`StoreConfig::validate`] (the config file's). Required for SQLite.
     pub path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     /// PostgreSQL only: a libpq-style connection string, URL
     /// (`postgres://user:password@host:port/db?connect_timeout=..`) or `key=value`
     /// form. Required for PostgreSQL. The connection is not encrypted (TLS to the
@@ -68,8 +73,12 @@ pub struct StoreConfig {
     /// Per-operation timeout, e.g. `"500ms"`, `"5s"`, `"1m"` (units ms, s, m). Bounds
     /// waiting for a pool connection, connecting, each statement (also set as the
     /// server's `statement_timeout`) and SQLite's lock wait. Default `"5s"`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
 impl Default for StoreConfig {
