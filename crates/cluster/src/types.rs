@@ -44,3 +44,19 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
+/// openraft's node id type in this crate.
+pub(crate) type RaftNodeId = u64;
+/// A log id.
+pub(crate) type LogId = openraft::LogId<RaftNodeId>;
+/// A vote.
+pub(crate) type Vote = openraft::Vote<RaftNodeId>;
+/// A log entry.
+pub(crate) type Entry = openraft::Entry<TypeConfig>;
+/// The membership with the log id that set it.
+pub(crate) type StoredMembership = openraft::StoredMembership<RaftNodeId, PeerNode>;
+/// What a snapshot describes.
+pub(crate) type SnapshotMeta = openraft::SnapshotMeta<RaftNodeId, PeerNode>;
+/// A snapshot with its data.
+pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
+/// openraft's storage error.
+pub(crate) type StorageError = openraft::StorageError<RaftNodeId>;
