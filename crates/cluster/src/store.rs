@@ -238,7 +238,6 @@ impl Debug for LogStore {
 impl LogStore {
     /// A receiver whose `changed()` fails once every handle on the database (this log
     /// store, its readers, the state machine, snapshot builders) is dropped.
-    #[allow(dead_code)] // used by Cluster::shutdown (next step)
     pub(crate) fn closed_signal(&self) -> watch::Receiver<()> {
         self.db._closed.subscribe()
     }
@@ -625,7 +624,10 @@ mod tests {
         assert_eq!(index_bounds(&(3..=7)), Some((3, Some(8))));
         assert_eq!(index_bounds(&(3..)), Some((3, None)));
         assert_eq!(index_bounds(&(..)), Some((0, None)));
-        assert_eq!(index_bounds(&(Bound::Included(7), Bound::Excluded(3))), None);
+        assert_eq!(
+            index_bounds(&(Bound::Included(7), Bound::Excluded(3))),
+            None
+        );
         assert_eq!(index_bounds(&(3..3)), None);
         assert_eq!(index_bounds(&(0..=u64::MAX)), Some((0, None)));
     }

@@ -60,3 +60,5 @@ pub(crate) type SnapshotMeta = openraft::SnapshotMeta<RaftNodeId, PeerNode>;
 pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
 /// openraft's storage error.
 pub(crate) type StorageError = openraft::StorageError<RaftNodeId>;
+/// The Raft instance.
+pub(crate) type Raft = openraft::Raft<TypeConfig>;
