@@ -232,6 +232,8 @@ pub(crate) enum LocalError {
     Membership(String),
     /// Raft has stopped.
     Fatal(String),
+    /// Not committed within the request timeout (it may still commit).
+    Timeout(Duration),
 }
 
 fn local_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, PeerNode>>) -> LocalError {
@@ -278,8 +280,18 @@ impl Inner {
         self.shutdown_tx.subscribe()
     }
 
-    /// Carries out `op` on this node, which must be the leader.
+    /// Carries out `op` on this node, which must be the leader, waiting at most
+    /// [`RaftTiming::request_timeout`] (openraft itself would wait for a quorum, or a
+    /// learner to catch up, indefinitely).
     pub(crate) async fn run_local(&self, op: &Op) -> Result<Done, LocalError> {
+        let after = self.timing.request_timeout;
+        match tokio::time::timeout(after, self.run_local_unbounded(op)).await {
+            Ok(res) => res,
+            Err(_) => Err(LocalError::Timeout(after)),
+        }
+    }
+
+    async fn run_local_unbounded(&self, op: &Op) -> Result<Done, LocalError> {
         match op {
             Op::Write(cmd) => self
                 .raft
@@ -629,6 +641,12 @@ impl Cluster {
                 Err(LocalError::Membership(reason)) => {
                     return Err(ClusterError::Membership { reason });
                 }
+                Err(LocalError::Timeout(after)) => {
+                    return Err(ClusterError::Timeout {
+                        what: "the leader to commit",
+                        after,
+                    });
+                }
                 Err(LocalError::NotLeader(leader)) => leader,
             };
             if let Some((leader, node)) = leader
@@ -672,6 +690,10 @@ impl Cluster {
             Ok(PeerResponse::Error(e)) => match e.code {
                 PeerErrorCode::NotLeader => Ok(Remote::Redirect(e.leader)),
                 PeerErrorCode::Stopped => Ok(Remote::Retry),
+                PeerErrorCode::Timeout => Err(ClusterError::OutcomeUnknown {
+                    node,
+                    reason: e.message,
+                }),
                 PeerErrorCode::Membership => Err(ClusterError::Membership { reason: e.message }),
                 PeerErrorCode::Refused | PeerErrorCode::Malformed | PeerErrorCode::Storage => {
                     Err(ClusterError::Refused {

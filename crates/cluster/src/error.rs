@@ -22,7 +22,7 @@ pub enum StoreError {
     Format {
         /// The version found in the file.
         found: u32,
-        /// [`FORMAT_VERSION`](crate::codec::FORMAT_VERSION) of this build.
+        /// The storage format version of this build.
         expected: u32,
     },
     /// The data directory could not be created.

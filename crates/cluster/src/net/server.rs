@@ -329,5 +329,9 @@ async fn handle(cluster: &Cluster, peer: RaftNodeId, req: PeerRequest) -> PeerRe
         Err(LocalError::Fatal(reason)) => {
             PeerResponse::Error(PeerError::new(PeerErrorCode::Stopped, reason))
         }
+        Err(LocalError::Timeout(after)) => PeerResponse::Error(PeerError::new(
+            PeerErrorCode::Timeout,
+            format!("not committed within {after:?}"),
+        )),
     }
 }

@@ -131,4 +131,6 @@ pub(crate) enum PeerErrorCode {
     Malformed,
     /// The receiver's storage failed.
     Storage,
+    /// The leader did not commit in time (the request may still commit).
+    Timeout,
 }
