@@ -6,6 +6,7 @@
 #   scripts/test.sh                              # the PostgreSQL suites now run
 #   scripts/pg-test-server.sh stop               # stop it and delete its directory
 #   scripts/pg-test-server.sh env                # print the exports again
+#   RINGCACHE_PG_DURABLE=1 ... start             # keep fsync on (benchmarks)
 #
 # Needs the PostgreSQL server binaries (Debian: `apt-get install postgresql`; they live
 # in /usr/lib/postgresql/<ver>/bin, or set PG_BIN). PostgreSQL refuses to run as root:
@@ -98,9 +99,12 @@ start() {
         rm -rf "$dir"
         die "initdb failed"
     fi
-    # Throwaway data: no fsync. Socket in the temp dir, TCP on loopback only.
+    # Throwaway data: no fsync, unless RINGCACHE_PG_DURABLE=1 (benchmarks: PostgreSQL's
+    # default durability, every commit fsynced). Socket in the temp dir, TCP on loopback.
+    durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ "${RINGCACHE_PG_DURABLE:-0}" = 1 ]; then durability=""; fi
     if ! as_pg "$PG_BIN_DIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $durability -c max_connections=200" \
         start >&2; then
         cat "$dir/server.log" >&2 || true
         as_pg "$PG_BIN_DIR/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
