@@ -77,6 +77,69 @@ pub struct NodeConfig {
     /// Namespaces, by name. Default: one namespace `default` with default settings.
     #[serde(default = "default_namespaces")]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Cluster membership. Absent: a standalone node that owns every partition.
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: how this node forms or joins a cluster.
+///
+/// ```toml
+/// [cluster]
+/// bootstrap = true                 # on exactly one node, once: start a new cluster
+/// seeds = ["10.0.0.1:7700"]        # the others: members to join through
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// The address other members and clients reach this node at (`host:port`).
+    /// Default: the listen address (the bound one when the port is 0); required when
+    /// listening on `0.0.0.0`.
+    pub advertise: Option<String>,
+    /// Start a new cluster with this node as its first member, if this node's data
+    /// directory holds no cluster state yet. Set it on one node only. Default false.
+    pub bootstrap: bool,
+    /// Members to join through (any member will do; the request reaches the leader).
+    /// Ignored once this node is a member: a restarted node rejoins by itself.
+    pub seeds: Vec<String>,
+    /// Voting members at most; later members are non-voting. Default 5.
+    pub max_voters: u32,
+    /// Copies of each partition (owner plus backups) in the table. Default 2. Used when
+    /// the cluster is created.
+    pub replication: u32,
+    /// Bound on any node's primaries as a multiple of its fair share (consistent hashing
+    /// with bounded loads). Default 1.15.
+    pub load_factor: f64,
+    /// This node's placement weight (virtual nodes). Default 128.
+    pub weight: u32,
+    /// The leader marks a member down after this long without contact, e.g. `"5s"`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub down_after: Duration,
+    /// Raft heartbeat interval. Default 250ms.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub heartbeat: Duration,
+    /// Raft election timeout (randomized between this and twice this). Default 1s.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub election_timeout: Duration,
+    /// Partitions moved at the same time. Default 4.
+    pub move_concurrency: u32,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            advertise: None,
+            bootstrap: false,
+            seeds: Vec::new(),
+            max_voters: 5,
+            replication: 2,
+            load_factor: 1.15,
+            weight: 128,
+            down_after: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(250),
+            election_timeout: Duration::from_secs(1),
+            move_concurrency: 4,
+        }
+    }
 }
 
 /// Certificates and keys (PEM files, as written by `ringctl certs init`).
@@ -584,6 +647,8 @@ pub struct ValidConfig {
     pub namespaces: BTreeMap<String, NamespaceConfig>,
     /// The directory relative paths in the file resolve against (the file's).
     pub base: PathBuf,
+    /// Cluster settings; `None`: standalone.
+    pub cluster: Option<ClusterSection>,
 }
 
 /// The smallest share of a namespace's memory one partition may get.
@@ -665,6 +730,46 @@ impl NodeConfig {
         for (name, ns) in &self.namespaces {
             ns.check(name, self.partitions, base)?;
         }
+        if let Some(c) = &self.cluster {
+            if c.max_voters == 0 || c.replication == 0 || c.weight == 0 || c.move_concurrency == 0 {
+                return Err(invalid(
+                    "cluster",
+                    "max_voters, replication, weight and move_concurrency must be at least 1",
+                ));
+            }
+            if !(1.0..=4.0).contains(&c.load_factor) {
+                return Err(invalid(
+                    "cluster.load_factor",
+                    "must be between 1.0 and 4.0",
+                ));
+            }
+            if c.heartbeat.is_zero() || c.election_timeout < c.heartbeat * 3 {
+                return Err(invalid(
+                    "cluster.election_timeout",
+                    "must be at least three heartbeats",
+                ));
+            }
+            if c.down_after < c.election_timeout {
+                return Err(invalid(
+                    "cluster.down_after",
+                    "must be at least the election timeout",
+                ));
+            }
+            if c.advertise.is_none() && self.listen.ip().is_unspecified() {
+                return Err(invalid(
+                    "cluster.advertise",
+                    "required when listening on an unspecified address (0.0.0.0 or ::)",
+                ));
+            }
+            for seed in &c.seeds {
+                if !seed.contains(':') {
+                    return Err(invalid(
+                        "cluster.seeds",
+                        format!("{seed:?} is not host:port"),
+                    ));
+                }
+            }
+        }
         if self.tls.cluster_domain.is_empty() {
             return Err(invalid("tls.cluster_domain", "must not be empty"));
         }
@@ -691,6 +796,7 @@ impl NodeConfig {
             partitions: self.partitions,
             namespaces: self.namespaces,
             base: base.to_owned(),
+            cluster: self.cluster,
         })
     }
 }

@@ -470,6 +470,20 @@ impl Handler {
                     "admin operation reached the data path",
                 ));
             }
+            Op::ClusterStatus
+            | Op::ClusterInit
+            | Op::ClusterJoin { .. }
+            | Op::ClusterDrain { .. }
+            | Op::ClusterRemove { .. }
+            | Op::PartitionFence { .. }
+            | Op::PartitionDump { .. }
+            | Op::PartitionLoad { .. }
+            | Op::PartitionRelease { .. } => {
+                return Err(err(
+                    ErrorCode::Unsupported,
+                    "this node runs standalone (no [cluster] section in its config)",
+                ));
+            }
             Op::ClusterInfo => {
                 let n = self.keyspace.partition_count();
                 Response::ClusterInfo(ClusterInfo {
@@ -482,6 +496,7 @@ impl Handler {
                         addr: self.advertise.clone(),
                     }],
                     owners: vec![self.node; n as usize],
+                    replicas: vec![vec![self.node]; n as usize],
                 })
             }
         })

@@ -42,6 +42,7 @@ pub use error::{ErrorCode, Hints, WireError};
 pub use ids::{Epoch, NodeId, PartitionId, RequestId};
 pub use limits::{Limits, MAX_NAMESPACE_LEN, valid_namespace};
 pub use message::{
-    ClusterInfo, DeadLetter, Entry, Member, NamespaceInfo, NamespaceStats, Op, Request, Response,
-    SetItem, WriteBehindStatus, WriteCondition,
+    ClusterInfo, ClusterStatus, DeadLetter, DumpCursor, DumpEntry, Entry, Member, MemberStatus,
+    MoveStatus, NamespaceInfo, NamespaceStats, Op, Request, Response, SetItem, WriteBehindStatus,
+    WriteCondition,
 };

@@ -101,7 +101,18 @@ impl Limits {
     /// `Malformed` (bad namespace, batch too large), naming the limit.
     pub fn check(&self, op: &Op) -> Result<(), WireError> {
         match op {
-            Op::Ping | Op::ClusterInfo | Op::NsList => Ok(()),
+            Op::Ping
+            | Op::ClusterInfo
+            | Op::NsList
+            | Op::ClusterStatus
+            | Op::ClusterInit
+            | Op::ClusterJoin { .. }
+            | Op::ClusterDrain { .. }
+            | Op::ClusterRemove { .. }
+            | Op::PartitionFence { .. }
+            | Op::PartitionDump { .. }
+            | Op::PartitionLoad { .. }
+            | Op::PartitionRelease { .. } => Ok(()),
             Op::Stats { ns } | Op::WriteBehindStatus { ns } | Op::WriteBehindFlush { ns } => {
                 ns.as_deref().map_or(Ok(()), Self::ns)
             }

@@ -165,6 +165,134 @@ pub enum Op {
         /// Namespace, or `None` for every write-behind namespace.
         ns: Option<String>,
     },
+    /// Members, roles, leader, term, epoch, moves: answered by any member.
+    ClusterStatus,
+    /// Bootstraps a cluster with this node as its only member (once, on a node not yet
+    /// in a cluster).
+    ClusterInit,
+    /// Makes this node (not yet in a cluster) join the cluster of one of `seeds`.
+    ClusterJoin {
+        /// Addresses (`host:port`) of members.
+        seeds: Vec<String>,
+    },
+    /// Moves every partition off `node`, then removes it from the cluster.
+    ClusterDrain {
+        /// The node.
+        node: NodeId,
+    },
+    /// Removes `node` at once (a dead node); its partitions are placed elsewhere empty.
+    ClusterRemove {
+        /// The node.
+        node: NodeId,
+    },
+    /// Peer only (node certificates): stop serving `partition` until released or until
+    /// `for_ms` passes; answered once every request already running on it is done.
+    PartitionFence {
+        /// The partition.
+        partition: u32,
+        /// Longest fence (a crashed mover must not leave it fenced).
+        for_ms: u64,
+    },
+    /// Peer only: entries of `partition` (every namespace), in pages.
+    PartitionDump {
+        /// The partition.
+        partition: u32,
+        /// Where the previous page ended (`None`: from the start).
+        after: Option<DumpCursor>,
+        /// Most entries in this page.
+        limit: u32,
+    },
+    /// Peer only: stores moved entries of `partition` (before this node serves it).
+    PartitionLoad {
+        /// The partition.
+        partition: u32,
+        /// The entries.
+        entries: Vec<DumpEntry>,
+    },
+    /// Peer only: lifts a fence.
+    PartitionRelease {
+        /// The partition.
+        partition: u32,
+    },
+}
+
+/// Where a partition dump page ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpCursor {
+    /// Namespace of the last entry sent.
+    pub ns: String,
+    /// Its key.
+    pub key: Bytes,
+}
+
+/// One entry of a partition on the move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpEntry {
+    /// Namespace.
+    pub ns: String,
+    /// Key.
+    pub key: Bytes,
+    /// Value; `None` for a queued delete.
+    pub value: Option<Bytes>,
+    /// Version.
+    pub version: u64,
+    /// Time left to live.
+    pub ttl_ms: Option<u64>,
+    /// A write-behind write not yet in the store: the new owner queues it again.
+    pub queued: bool,
+}
+
+/// One member as `cluster status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address.
+    pub addr: String,
+    /// `joining`, `active`, `draining`, `down` or `removed`.
+    pub state: String,
+    /// `leader`, `voter` or `learner` in the Raft group.
+    pub role: String,
+    /// Partitions it owns in the current table.
+    pub primaries: u32,
+    /// Partitions it backs up.
+    pub backups: u32,
+}
+
+/// A partition move in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveStatus {
+    /// The partition.
+    pub partition: u32,
+    /// Its owner now (`None`: none alive).
+    pub from: Option<NodeId>,
+    /// Its next owner.
+    pub to: NodeId,
+    /// `queued`, `copying`, `done`.
+    pub state: String,
+    /// Entries copied so far.
+    pub entries: u64,
+}
+
+/// The cluster as one member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The answering node.
+    pub node: NodeId,
+    /// The Raft leader, if known.
+    pub leader: Option<NodeId>,
+    /// The Raft term.
+    pub term: u64,
+    /// The committed partition table's epoch (`0`: no table yet).
+    pub epoch: Epoch,
+    /// Partitions.
+    pub partitions: u32,
+    /// Replicas per partition.
+    pub replication: u32,
+    /// Members.
+    pub members: Vec<MemberStatus>,
+    /// Moves in progress (known on the leader).
+    pub moves: Vec<MoveStatus>,
 }
 
 /// A stored value with its metadata.
@@ -281,6 +409,8 @@ pub struct ClusterInfo {
     pub members: Vec<Member>,
     /// The owner of each partition, indexed by [`PartitionId`].
     pub owners: Vec<NodeId>,
+    /// Each partition's replica set (owner first), indexed by [`PartitionId`].
+    pub replicas: Vec<Vec<NodeId>>,
 }
 
 impl ClusterInfo {
@@ -330,4 +460,15 @@ pub enum Response {
     Namespaces(Vec<NamespaceInfo>),
     /// Answer to [`Op::WriteBehindStatus`] and [`Op::WriteBehindFlush`].
     WriteBehind(Vec<WriteBehindStatus>),
+    /// Answer to the cluster operations.
+    ClusterStatus(ClusterStatus),
+    /// Answer to [`Op::PartitionDump`].
+    PartitionChunk {
+        /// Entries.
+        entries: Vec<DumpEntry>,
+        /// Where to continue; `None`: the dump is complete.
+        next: Option<DumpCursor>,
+    },
+    /// Answer to the other partition operations.
+    Done,
 }

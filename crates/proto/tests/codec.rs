@@ -149,6 +149,10 @@ fn response() -> impl Strategy<Value = Response> {
                             addr: format!("127.0.0.1:{}", id % 65536),
                         })
                         .collect(),
+                    replicas: owners
+                        .iter()
+                        .map(|&o| vec![NodeId(o), NodeId(o ^ 1)])
+                        .collect(),
                     owners: owners.into_iter().map(NodeId).collect(),
                 })
             }),
