@@ -14,13 +14,15 @@ use bytes::Bytes;
 use ringcache_engine::{Condition, EntryView, InsertError, InsertOptions};
 use ringcache_placement::partition_for;
 use ringcache_proto::{
-    ClusterInfo, Entry, Epoch, ErrorCode, Hints, Limits, Member, NamespaceInfo, NamespaceStats,
-    NodeId, Op, Request, Response, SetItem, WireError, WriteCondition,
+    Entry, Epoch, ErrorCode, Hints, Limits, NamespaceInfo, NamespaceStats, NodeId, Op, PartitionId,
+    Request, Response, SetItem, WireError, WriteCondition,
 };
 
 use futures::future::BoxFuture;
 
+use crate::control::Control;
 use crate::keyspace::{Keyspace, Namespace, Partition};
+use crate::routing::{InFlight, Routing};
 use crate::strategy::Strategy;
 
 /// An answer now, or one to wait for.
@@ -67,7 +69,11 @@ pub struct Handler {
     keyspace: Arc<Keyspace>,
     limits: Limits,
     node: NodeId,
-    advertise: String,
+    routing: Arc<Routing>,
+    control: Option<Arc<Control>>,
+    /// The connection presented a node certificate (peer-only operations allowed).
+    peer: bool,
+    domain: Arc<str>,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> WireError {
@@ -90,12 +96,75 @@ impl Handler {
     /// A handler for `keyspace`, answering as node `node` reachable at `advertise`.
     #[must_use]
     pub fn new(keyspace: Arc<Keyspace>, limits: Limits, node: NodeId, advertise: String) -> Self {
+        let routing = Arc::new(Routing::standalone(
+            node,
+            advertise,
+            keyspace.partition_count(),
+        ));
         Self {
             keyspace,
             limits,
             node,
-            advertise,
+            routing,
+            control: None,
+            peer: false,
+            domain: Arc::from("ringcache.local"),
         }
+    }
+
+    /// The cluster's certificate domain (for telling node certificates apart).
+    #[must_use]
+    pub fn with_domain(mut self, domain: &str) -> Self {
+        self.domain = Arc::from(domain);
+        self
+    }
+
+    /// The cluster's certificate domain.
+    #[must_use]
+    pub fn cluster_domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// A handler for a cluster member: requests are checked against `routing`, cluster
+    /// operations go to `control`.
+    #[must_use]
+    pub fn clustered(
+        keyspace: Arc<Keyspace>,
+        limits: Limits,
+        node: NodeId,
+        routing: Arc<Routing>,
+        control: Arc<Control>,
+    ) -> Self {
+        Self {
+            keyspace,
+            limits,
+            node,
+            routing,
+            control: Some(control),
+            peer: false,
+            domain: Arc::from("ringcache.local"),
+        }
+    }
+
+    /// This handler for one connection; `peer`: it presented a node certificate.
+    #[must_use]
+    pub fn for_connection(&self, peer: bool) -> Self {
+        Self {
+            peer,
+            ..self.clone()
+        }
+    }
+
+    /// Ownership and fences.
+    #[must_use]
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    /// The control plane, on a cluster member.
+    #[must_use]
+    pub fn control(&self) -> Option<&Arc<Control>> {
+        self.control.as_ref()
     }
 
     /// The keyspace served.
@@ -116,10 +185,119 @@ impl Handler {
         if let Err(e) = self.limits.check(&req.op) {
             return Reply::Ready(Response::Error(e));
         }
+        let admitted = match self.admit(&req.op, req.epoch) {
+            Ok(g) => g,
+            Err(e) => return Reply::Ready(Response::Error(e)),
+        };
         match self.route(req.op) {
+            // The request stays counted in its partitions until answered.
+            Ok(Reply::Pending(f)) if !admitted.is_empty() => Reply::Pending(Box::pin(async move {
+                let r = f.await;
+                drop(admitted);
+                r
+            })),
             Ok(r) => r,
             Err(e) => Reply::Ready(Response::Error(e)),
         }
+    }
+
+    /// Checks that this node serves every partition the request touches.
+    fn admit(&self, op: &Op, epoch: Epoch) -> Result<Vec<InFlight>, WireError> {
+        if !self.routing.is_clustered() {
+            return Ok(Vec::new());
+        }
+        let n = self.keyspace.partition_count();
+        let mut parts: Vec<PartitionId> = match op {
+            Op::Get { ns, key }
+            | Op::Set { ns, key, .. }
+            | Op::Delete { ns, key, .. }
+            | Op::Exists { ns, key }
+            | Op::Touch { ns, key, .. }
+            | Op::Increment { ns, key, .. } => vec![partition_for(ns, key, n)],
+            Op::GetMany { ns, keys } => keys.iter().map(|k| partition_for(ns, k, n)).collect(),
+            Op::SetMany { ns, items } => {
+                items.iter().map(|i| partition_for(ns, &i.key, n)).collect()
+            }
+            _ => return Ok(Vec::new()),
+        };
+        parts.sort_unstable();
+        parts.dedup();
+        parts
+            .into_iter()
+            .filter_map(|p| self.routing.admit(p, epoch).transpose())
+            .collect()
+    }
+
+    /// Cluster and peer operations.
+    fn cluster_op(&self, op: Op) -> Result<Reply, WireError> {
+        let control = self.control.clone().ok_or_else(|| {
+            err(
+                ErrorCode::Unsupported,
+                "this node runs standalone (no [cluster] section in its config)",
+            )
+        })?;
+        let peer_only = matches!(
+            op,
+            Op::PartitionFence { .. }
+                | Op::PartitionDump { .. }
+                | Op::PartitionLoad { .. }
+                | Op::PartitionRelease { .. }
+        );
+        if peer_only && !self.peer {
+            return Err(err(
+                ErrorCode::Unauthorized,
+                "partition moves are for cluster members (node certificates) only",
+            ));
+        }
+        Ok(match op {
+            Op::ClusterStatus => Reply::Ready(Response::ClusterStatus(control.status())),
+            Op::ClusterInit => {
+                pending(async move { control.init().await.map(Response::ClusterStatus) })
+            }
+            Op::ClusterJoin { seeds } => {
+                pending(async move { control.join(&seeds).await.map(Response::ClusterStatus) })
+            }
+            Op::ClusterDrain { node } => {
+                pending(async move { control.drain(node).await.map(Response::ClusterStatus) })
+            }
+            Op::ClusterRemove { node } => {
+                pending(async move { control.remove(node).await.map(Response::ClusterStatus) })
+            }
+            Op::PartitionFence { partition, for_ms } => {
+                let routing = Arc::clone(&self.routing);
+                pending(async move {
+                    routing
+                        .fence(partition, Duration::from_millis(for_ms))
+                        .await?;
+                    Ok(Response::Done)
+                })
+            }
+            Op::PartitionDump {
+                partition,
+                after,
+                limit,
+            } => {
+                let (entries, next) = self.keyspace.dump(partition, after.as_ref(), limit.max(1));
+                Reply::Ready(Response::PartitionChunk { entries, next })
+            }
+            Op::PartitionLoad { partition, entries } => {
+                let keyspace = Arc::clone(&self.keyspace);
+                pending(async move {
+                    keyspace.load(partition, entries).await?;
+                    Ok(Response::Done)
+                })
+            }
+            Op::PartitionRelease { partition } => {
+                self.routing.release(partition);
+                Reply::Ready(Response::Done)
+            }
+            other => {
+                return Err(err(
+                    ErrorCode::Internal,
+                    format!("not a cluster operation: {other:?}"),
+                ));
+            }
+        })
     }
 
     /// Answers one request, waiting if it needs to (tests and tools).
@@ -146,6 +324,15 @@ impl Handler {
             return self.with_strategy(&ns, &strategy, op);
         }
         match op {
+            Op::ClusterStatus
+            | Op::ClusterInit
+            | Op::ClusterJoin { .. }
+            | Op::ClusterDrain { .. }
+            | Op::ClusterRemove { .. }
+            | Op::PartitionFence { .. }
+            | Op::PartitionDump { .. }
+            | Op::PartitionLoad { .. }
+            | Op::PartitionRelease { .. } => self.cluster_op(op),
             Op::NsList => Ok(Reply::Ready(Response::Namespaces(
                 self.keyspace.namespaces().iter().map(|n| info(n)).collect(),
             ))),
@@ -480,25 +667,11 @@ impl Handler {
             | Op::PartitionLoad { .. }
             | Op::PartitionRelease { .. } => {
                 return Err(err(
-                    ErrorCode::Unsupported,
-                    "this node runs standalone (no [cluster] section in its config)",
+                    ErrorCode::Internal,
+                    "cluster operation reached the data path",
                 ));
             }
-            Op::ClusterInfo => {
-                let n = self.keyspace.partition_count();
-                Response::ClusterInfo(ClusterInfo {
-                    // A single node owns everything at the first epoch; the cluster work
-                    // replaces this with the committed table.
-                    epoch: Epoch(1),
-                    partitions: n,
-                    members: vec![Member {
-                        id: self.node,
-                        addr: self.advertise.clone(),
-                    }],
-                    owners: vec![self.node; n as usize],
-                    replicas: vec![vec![self.node]; n as usize],
-                })
-            }
+            Op::ClusterInfo => Response::ClusterInfo(self.routing.cluster_info()),
         })
     }
 

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use parking_lot::RwLock;
-use ringcache_engine::{Capacity, Clock, Engine, Stats, SystemClock};
-use ringcache_proto::{ErrorCode, PartitionId, WireError};
+use ringcache_engine::{Capacity, Clock, Engine, InsertOptions, Stats, SystemClock};
+use ringcache_proto::{DumpCursor, DumpEntry, ErrorCode, PartitionId, WireError};
 use ringcache_store::Store;
 use tracing::{info, warn};
 
@@ -403,6 +404,143 @@ impl Keyspace {
                 s.shutdown(&ns.name).await;
             }
         }
+    }
+
+    /// One page of partition `p`'s entries, every namespace, in (namespace, key) order:
+    /// cached values with their version and remaining TTL, and queued write-behind
+    /// writes (flagged `queued`; a queued delete has no value). The caller has fenced
+    /// the partition, so the pages form one consistent copy.
+    #[must_use]
+    pub fn dump(
+        &self,
+        p: u32,
+        after: Option<&DumpCursor>,
+        limit: u32,
+    ) -> (Vec<DumpEntry>, Option<DumpCursor>) {
+        let mut out = Vec::new();
+        for ns in self.namespaces() {
+            if after.is_some_and(|c| ns.name < c.ns) {
+                continue;
+            }
+            let Some(part) = ns.partitions.get(p as usize) else {
+                continue;
+            };
+            let pending: HashMap<Bytes, crate::writebehind::Pending> = ns
+                .strategy
+                .as_ref()
+                .and_then(|s| s.write_behind())
+                .map(|wb| wb.pending_all(p as usize).into_iter().collect())
+                .unwrap_or_default();
+            let mut entries: BTreeMap<Bytes, DumpEntry> = BTreeMap::new();
+            part.engine.for_each(|k, v| {
+                if v.flags & crate::strategy::NEGATIVE != 0 {
+                    return;
+                }
+                let key = Bytes::copy_from_slice(k);
+                let queued = pending.get(&key).is_some_and(|q| q.version == v.version);
+                entries.insert(
+                    key.clone(),
+                    DumpEntry {
+                        ns: ns.name.clone(),
+                        key,
+                        value: Some(v.value.clone()),
+                        version: v.version,
+                        ttl_ms: v
+                            .expires_in
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        queued,
+                    },
+                );
+            });
+            // Queued writes the cache no longer shows (deletes, expired or newer).
+            for (key, q) in pending {
+                let shown = entries.get(&key).is_some_and(|e| e.version >= q.version);
+                if !shown {
+                    entries.insert(
+                        key.clone(),
+                        DumpEntry {
+                            ns: ns.name.clone(),
+                            key,
+                            value: q.value,
+                            version: q.version,
+                            ttl_ms: None,
+                            queued: true,
+                        },
+                    );
+                }
+            }
+            let start = match after {
+                Some(c) if c.ns == ns.name => std::ops::Bound::Excluded(c.key.clone()),
+                _ => std::ops::Bound::Unbounded,
+            };
+            for (_, e) in entries.range((start, std::ops::Bound::Unbounded)) {
+                if out.len() >= limit as usize {
+                    let last: &DumpEntry = out.last().unwrap_or(e);
+                    let cursor = DumpCursor {
+                        ns: last.ns.clone(),
+                        key: last.key.clone(),
+                    };
+                    return (out, Some(cursor));
+                }
+                out.push(e.clone());
+            }
+        }
+        (out, None)
+    }
+
+    /// Stores entries copied from partition `p`'s previous owner: values at their
+    /// versions and TTLs; queued write-behind writes go into this node's queue (and log).
+    ///
+    /// # Errors
+    /// An unknown namespace, or an entry the engine refuses.
+    pub async fn load(&self, p: u32, entries: Vec<DumpEntry>) -> Result<(), WireError> {
+        for e in entries {
+            let ns = self.namespace(&e.ns).ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::UnknownNamespace,
+                    format!("moved entry of unknown namespace {:?}", e.ns),
+                )
+            })?;
+            let Some(part) = ns.partitions.get(p as usize) else {
+                return Err(WireError::new(
+                    ErrorCode::Malformed,
+                    format!("no partition {p}"),
+                ));
+            };
+            part.observe_version(e.version);
+            let ttl = e.ttl_ms.map(Duration::from_millis);
+            match (e.queued, ns.strategy.as_ref()) {
+                (true, Some(s)) if s.write_behind().is_some() => {
+                    s.adopt(p as usize, e.key, e.value, ttl, e.version).await?;
+                }
+                _ => {
+                    if let Some(value) = e.value {
+                        let mut opts = InsertOptions::new().version(e.version);
+                        opts.ttl = ttl;
+                        let len = e.key.len() + value.len();
+                        part.engine
+                            .insert(&e.key, value, &opts)
+                            .map_err(|err| crate::handler::insert_error(err, len))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets partition `p`'s cached data (this node no longer owns it). Queued
+    /// write-behind writes stay queued: the new owner has copies, and version-guarded
+    /// store writes make the double flush harmless. Returns the entries dropped.
+    pub fn drop_partition(&self, p: u32) -> usize {
+        self.namespaces()
+            .iter()
+            .filter_map(|ns| ns.partitions.get(p as usize))
+            .map(|part| {
+                let n = part.engine.len();
+                part.engine.clear();
+                n
+            })
+            .sum()
     }
 
     /// The number of partitions.

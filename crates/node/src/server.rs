@@ -16,8 +16,10 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ValidConfig;
 use crate::conn::{serve_stream, stop_requested};
+use crate::control::{Control, ControlConfig};
 use crate::handler::Handler;
 use crate::keyspace::Keyspace;
+use crate::routing::Routing;
 
 /// How long a graceful shutdown waits for connections to finish before closing them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +39,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The cluster control plane could not start (Raft storage, TLS).
+    #[error("cluster: {0}")]
+    Cluster(#[from] ringcache_cluster::ClusterError),
     /// A namespace could not open (its store, its write-behind log).
     #[error(transparent)]
     Namespace(#[from] crate::keyspace::OpenError),
@@ -86,7 +91,12 @@ pub async fn start(config: ValidConfig) -> Result<Node, ServeError> {
     })?;
     let ca = load_cert_pem(&config.tls.ca)?;
     let identity = load_identity(&config.tls.cert, &config.tls.key)?;
-    let tls = server_config(&ca, &identity, ClientAuth::Required, &[ALPN_CLIENT])?;
+    let tls = server_config(
+        &ca,
+        &identity,
+        ClientAuth::Required,
+        &[ALPN_CLIENT, ringcache_tls::ALPN_PEER],
+    )?;
     let mut quic = quinn_server_config(tls)?;
     let mut transport = ringcache_tls::transport_config();
     transport.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection));
@@ -114,7 +124,33 @@ pub async fn start(config: ValidConfig) -> Result<Node, ServeError> {
         )
         .await?,
     );
-    let handler = Handler::new(keyspace, config.limits, config.node_id, addr.to_string());
+    let advertise = config
+        .cluster
+        .as_ref()
+        .and_then(|c| c.advertise.clone())
+        .unwrap_or_else(|| addr.to_string());
+    let handler = match &config.cluster {
+        None => Handler::new(keyspace, config.limits, config.node_id, advertise),
+        Some(section) => {
+            let routing = Arc::new(Routing::clustered(config.node_id, config.partitions));
+            let control = Control::start(
+                ControlConfig {
+                    me: config.node_id,
+                    advertise,
+                    section: section.clone(),
+                    partitions: config.partitions,
+                    data_dir: config.data_dir.clone(),
+                    tls: config.tls.clone(),
+                    endpoint: endpoint.clone(),
+                },
+                Arc::clone(&routing),
+                Arc::clone(&keyspace),
+            )
+            .await?;
+            Handler::clustered(keyspace, config.limits, config.node_id, routing, control)
+        }
+    }
+    .with_domain(&config.tls.cluster_domain);
     let (stop, stopped) = watch::channel(false);
     info!(node = %config.node_id, %addr, partitions = config.partitions, "serving");
     let task = tokio::spawn(
@@ -175,6 +211,9 @@ async fn accept_loop(
     }
     // Every acknowledged write-behind write is queued by now: write them out.
     handler.keyspace().shutdown().await;
+    if let Some(control) = handler.control() {
+        control.shutdown().await;
+    }
     endpoint.close(VarInt::from_u32(0), b"shutting down");
     endpoint.wait_idle().await;
     info!("stopped");
@@ -193,6 +232,22 @@ async fn serve_connection(
             return;
         }
     };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() == Some(ringcache_tls::ALPN_PEER) {
+        match handler.control() {
+            Some(control) => {
+                tracing::debug!("peer connected");
+                ringcache_cluster::serve_peer(conn, control.cluster().clone()).await;
+            }
+            None => conn.close(VarInt::from_u32(1), b"standalone node"),
+        }
+        return;
+    }
+    let handler =
+        handler.for_connection(ringcache_tls::peer_is_node(&conn, handler.cluster_domain()));
     info!("connected");
     let mut streams = JoinSet::new();
     let mut watch_stop = stopped.clone();

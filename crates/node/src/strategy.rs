@@ -708,6 +708,54 @@ impl Strategy {
         Ok(Written { version, existed })
     }
 
+    /// Queues a write copied from a partition's previous owner at its own version
+    /// (cache pinned, queue, log), as if it had been acknowledged here.
+    ///
+    /// # Errors
+    /// As a write-behind write.
+    pub async fn adopt(
+        self: &Arc<Self>,
+        p: usize,
+        key: Bytes,
+        value: Option<Bytes>,
+        ttl: Option<Duration>,
+        version: u64,
+    ) -> Result<(), WireError> {
+        let Some(wb) = &self.wb else {
+            return Ok(());
+        };
+        let submitted = wb.submit(p, &key, value.clone(), ttl.map(ms), || {
+            self.cache_at(
+                p,
+                &key,
+                value.clone(),
+                ttl,
+                Condition::Always,
+                true,
+                version,
+            )
+            .map(|w| w.version)
+        });
+        let logged = match submitted {
+            Err(QueueFull::Full { capacity }) => {
+                return Err(WireError::new(
+                    ErrorCode::Backpressure,
+                    format!(
+                        "namespace {}: write-behind queue full ({capacity}) while taking over a partition",
+                        self.name
+                    ),
+                ));
+            }
+            Ok(r) => r?.1,
+        };
+        if let Some(logged) = logged {
+            logged.await.map_err(|e| {
+                WireError::new(ErrorCode::Internal, format!("write-behind log: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
     async fn write_store(
         self: &Arc<Self>,
         p: usize,

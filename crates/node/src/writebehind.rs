@@ -282,6 +282,16 @@ impl WriteBehind {
         self.parts[partition].lock().latest.get(key).cloned()
     }
 
+    /// The newest queued or in-flight write of every key of `partition`.
+    pub(crate) fn pending_all(&self, partition: usize) -> Vec<(Bytes, Pending)> {
+        self.parts[partition]
+            .lock()
+            .latest
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+
     /// Writes queued or in flight.
     pub fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)

@@ -110,6 +110,60 @@ impl PartitionTable {
         })
     }
 
+    /// A step from this table toward `target` at `epoch`: the partitions in `adopt`
+    /// take their replica sets from `target`, every other keeps its own. Moving
+    /// partitions a few at a time (each step committed once their data moved) goes
+    /// through such steps; the last step is `target` itself (with its epoch replaced).
+    ///
+    /// # Errors
+    /// [`PlacementError::EpochNotAfter`] if `epoch` is not after this table's;
+    /// [`PlacementError::InvalidTable`] if the partition counts differ.
+    pub fn advance(
+        &self,
+        target: &PartitionTable,
+        adopt: &BTreeSet<PartitionId>,
+        epoch: Epoch,
+    ) -> Result<Self, PlacementError> {
+        if epoch <= self.epoch {
+            return Err(PlacementError::EpochNotAfter {
+                previous: self.epoch,
+                epoch,
+            });
+        }
+        if target.partitions != self.partitions {
+            return Err(PlacementError::InvalidTable {
+                reason: format!(
+                    "target has {} partitions, this table {}",
+                    target.partitions, self.partitions
+                ),
+            });
+        }
+        let replicas = self
+            .replicas
+            .iter()
+            .zip(&target.replicas)
+            .enumerate()
+            .map(|(p, (mine, theirs))| {
+                if adopt.contains(&PartitionId(p as u32)) {
+                    theirs.clone()
+                } else {
+                    mine.clone()
+                }
+            })
+            .collect();
+        Ok(Self {
+            epoch,
+            partitions: self.partitions,
+            replicas,
+        })
+    }
+
+    /// Whether both tables place every partition on the same replica set (epochs aside).
+    #[must_use]
+    pub fn same_placement(&self, other: &PartitionTable) -> bool {
+        self.replicas == other.replicas
+    }
+
     /// The table's epoch.
     #[must_use]
     pub fn epoch(&self) -> Epoch {

@@ -107,7 +107,7 @@ pub use config::{
 pub use error::{Result, TlsError};
 pub use files::{CertDir, load_cert_pem, load_identity, load_key_pem, write_bundle};
 pub use names::{MAX_CLIENT_NAME_LEN, any_node_server_name, client_cert_name, node_server_name};
-pub use peer::{peer_certificate, peer_node_id_matches, verify_peer_node};
+pub use peer::{peer_certificate, peer_is_node, peer_node_id_matches, verify_peer_node};
 pub use quic::{
     IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, MAX_CONCURRENT_BIDI_STREAMS, quinn_client_config,
     quinn_server_config, transport_config,

@@ -5,7 +5,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use webpki::EndEntityCert;
 
 use crate::error::{Result, TlsError};
-use crate::names::node_server_name;
+use crate::names::{any_node_server_name, node_server_name};
 
 /// The end-entity certificate the peer of `connection` presented and the handshake
 /// verified against the cluster CA.
@@ -62,4 +62,20 @@ pub fn verify_peer_node(
 ) -> Result<()> {
     let cert = peer_certificate(connection)?;
     peer_node_id_matches(&cert, claimed, cluster_domain)
+}
+
+/// Whether the peer of `connection` presented a *node* certificate of the cluster (one
+/// valid for the shared name `node.<cluster_domain>`, which client certificates never
+/// carry). Gates the operations only members may use (partition moves).
+#[must_use]
+pub fn peer_is_node(connection: &quinn::Connection, cluster_domain: &str) -> bool {
+    let Ok(der) = peer_certificate(connection) else {
+        return false;
+    };
+    let Ok(cert) = EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    let expected = any_node_server_name(cluster_domain);
+    ServerName::try_from(expected.as_str())
+        .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
 }

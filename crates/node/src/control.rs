@@ -1,0 +1,776 @@
+//! The control plane of a cluster member: Raft membership (through
+//! `ringcache-cluster`), the partition table, failure detection and partition moves.
+//!
+//! # Forming and growing
+//! - `cluster.bootstrap = true` (or `ringctl cluster init`) on a node with no cluster
+//!   state initializes a one-member Raft group and records the node as a member.
+//! - A node with `cluster.seeds` asks a seed who it is (`ClusterStatus` over the client
+//!   protocol, with this node's certificate), joins the Raft group as a learner through
+//!   it (the request reaches the leader), then records itself as a member.
+//! - A restarted node has its Raft state in `<data_dir>/raft` and rejoins by itself.
+//!
+//! # The leader's loop (every `heartbeat × 2`)
+//! 1. **Liveness**: pings every member over the client protocol. A member that answers
+//!    becomes `active` (from `joining` or `down`); one silent for `down_after` becomes
+//!    `down`. Learners that are active are promoted to voters while voters are fewer
+//!    than `max_voters` (one membership change at a time: openraft serializes them, so
+//!    none can be left in a joint configuration).
+//! 2. **Placement**: the target table is the current one rebalanced over the active
+//!    members (`PartitionTable::rebalance`: consistent hashing with bounded loads,
+//!    moving as little as possible). Partitions whose owner is gone (down, removed) or
+//!    whose only change is in backups adopt the target at once in one committed step;
+//!    partitions whose owner is alive move in chunks of `move_concurrency`:
+//!    - fence the partition at its owner (it stops serving it; requests already running
+//!      finish first),
+//!    - copy every entry (value, version, remaining TTL) and every queued write-behind
+//!      write of every namespace to the new owner, page by page,
+//!    - commit the next table, in which the new owner owns it.
+//!
+//!    The old owner lifts its fence when it applies that table (from then on it answers
+//!    `not_owner`) and drops its copy; a mover that crashes leaves fences that expire on
+//!    their own, and the next leader starts the move again from the committed table.
+//! 3. **Leaving**: a `draining` member is left out of placement, so its partitions move
+//!    away with their data; once no table names it, it is removed from the member list
+//!    and from the Raft voters. `ringctl cluster remove` marks a dead member `removed`:
+//!    its partitions are placed elsewhere without data (there is no replication yet).
+//!
+//! Only the leader computes placement; every node and client reads the committed table.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ringcache_client::{Client, ClientConfig};
+use ringcache_cluster::{
+    Cluster, ClusterConfig, ClusterError, ClusterMetrics, ClusterState, Command, CommandResult,
+    MemberState, RaftTiming, Role, peer_client_config,
+};
+use ringcache_placement::PartitionTable;
+use ringcache_proto::{
+    ClusterStatus, DumpCursor, Epoch, ErrorCode, MemberStatus, MoveStatus, NodeId, Op, PartitionId,
+    Response, WireError,
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{ClusterSection, TlsConfig};
+use crate::keyspace::Keyspace;
+use crate::routing::{Routing, View};
+
+/// Entries per page of a partition copy.
+const COPY_PAGE: u32 = 2000;
+/// Longest a fence holds without the table that ends it.
+const FENCE_FOR: Duration = Duration::from_secs(30);
+
+fn wire(e: &ClusterError) -> WireError {
+    let code = match e {
+        ClusterError::NotLeader { .. }
+        | ClusterError::NoLeader { .. }
+        | ClusterError::Unreachable { .. } => ErrorCode::Unavailable,
+        ClusterError::OutcomeUnknown { .. } | ClusterError::Timeout { .. } => ErrorCode::Timeout,
+        ClusterError::AlreadyInitialized => ErrorCode::AlreadyExists,
+        _ => ErrorCode::Internal,
+    };
+    WireError::new(code, format!("cluster: {e}"))
+}
+
+fn rejected(r: &CommandResult) -> Result<(), WireError> {
+    match r {
+        CommandResult::Applied => Ok(()),
+        CommandResult::Rejected(why) => Err(WireError::new(
+            ErrorCode::Unsupported,
+            format!("cluster refused: {why}"),
+        )),
+    }
+}
+
+fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Joining => "joining",
+        MemberState::Active => "active",
+        MemberState::Draining => "draining",
+        MemberState::Down => "down",
+        MemberState::Removed => "removed",
+    }
+}
+
+/// What a node needs to start its control plane.
+#[derive(Debug)]
+pub struct ControlConfig {
+    /// This node.
+    pub me: NodeId,
+    /// Its client address as others reach it.
+    pub advertise: String,
+    /// The `[cluster]` settings.
+    pub section: ClusterSection,
+    /// Partitions.
+    pub partitions: u32,
+    /// The node's data directory (Raft state goes to `raft/` under it).
+    pub data_dir: PathBuf,
+    /// TLS files (the node certificate also serves as the client certificate to peers).
+    pub tls: TlsConfig,
+    /// The node's QUIC endpoint (Raft connections dial from it).
+    pub endpoint: quinn::Endpoint,
+}
+
+/// A member's control plane.
+#[derive(Debug)]
+pub struct Control {
+    me: NodeId,
+    advertise: String,
+    section: ClusterSection,
+    partitions: u32,
+    tls: TlsConfig,
+    cluster: Cluster,
+    routing: Arc<Routing>,
+    keyspace: Arc<Keyspace>,
+    peers: Mutex<HashMap<String, Client>>,
+    moves: Mutex<Vec<MoveStatus>>,
+    last_seen: Mutex<HashMap<NodeId, Instant>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Control {
+    /// Starts Raft and the background tasks (table watcher, joining, the leader loop).
+    ///
+    /// # Errors
+    /// Raft storage or TLS material that cannot be used.
+    pub async fn start(
+        config: ControlConfig,
+        routing: Arc<Routing>,
+        keyspace: Arc<Keyspace>,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let ca = ringcache_tls::load_cert_pem(&config.tls.ca)?;
+        let identity = ringcache_tls::load_identity(&config.tls.cert, &config.tls.key)?;
+        let mut cc = ClusterConfig::new(
+            config.me,
+            config.advertise.clone(),
+            config.data_dir.join("raft"),
+            config.tls.cluster_domain.clone(),
+            config.endpoint,
+            peer_client_config(&ca, &identity)?,
+        );
+        let s = &config.section;
+        cc.timing = RaftTiming {
+            heartbeat_interval: s.heartbeat,
+            election_timeout_min: s.election_timeout,
+            election_timeout_max: s.election_timeout * 2,
+            ..RaftTiming::default()
+        };
+        let cluster = Cluster::start(cc).await?;
+        let me = Arc::new(Self {
+            me: config.me,
+            advertise: config.advertise,
+            section: config.section,
+            partitions: config.partitions,
+            tls: config.tls,
+            cluster,
+            routing,
+            keyspace,
+            peers: Mutex::default(),
+            moves: Mutex::default(),
+            last_seen: Mutex::default(),
+            stop: watch::Sender::new(false),
+        });
+        tokio::spawn(Arc::clone(&me).watch_state());
+        tokio::spawn(Arc::clone(&me).lead());
+        tokio::spawn(Arc::clone(&me).join_at_start());
+        Ok(me)
+    }
+
+    /// The Raft handle (for the peer protocol).
+    #[must_use]
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Stops the loops and Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.cluster.shutdown().await {
+            warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Applies every committed state to the routing and drops partitions this node no
+    /// longer owns.
+    async fn watch_state(self: Arc<Self>) {
+        let mut rx = self.cluster.state();
+        let mut stop = self.stop.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            self.install(&state);
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn install(&self, state: &ClusterState) {
+        let addrs = state
+            .members
+            .iter()
+            .filter(|(_, m)| m.state != MemberState::Removed)
+            .map(|(id, m)| (*id, m.addr.clone()))
+            .collect();
+        let table = state.table.clone().map(Arc::new);
+        if table.as_ref().map(|t| t.epoch()) == Some(self.routing.epoch()) {
+            self.routing.set_view(View { table, addrs });
+            return;
+        }
+        let old = self.routing.set_view(View {
+            table: table.clone(),
+            addrs,
+        });
+        let (Some(new), Some(old)) = (table, old) else {
+            return;
+        };
+        for (p, set) in old.iter() {
+            let was_mine = set.first() == Some(&self.me);
+            let mine = new.owner(p) == Some(self.me);
+            if was_mine && !mine {
+                let dropped = self.keyspace.drop_partition(p.0);
+                self.routing.release(p.0);
+                info!(
+                    partition = p.0,
+                    entries = dropped,
+                    epoch = new.epoch().0,
+                    "partition handed over"
+                );
+            }
+        }
+    }
+
+    async fn join_at_start(self: Arc<Self>) {
+        if self.cluster.state().borrow().is_initialized() {
+            return; // a member already: Raft rejoins by itself
+        }
+        let result = if self.section.bootstrap {
+            self.init().await.map(|_| ())
+        } else if !self.section.seeds.is_empty() {
+            let seeds = self.section.seeds.clone();
+            // Seeds may still be starting: keep trying.
+            loop {
+                match self.join(&seeds).await {
+                    Ok(_) => break Ok(()),
+                    Err(e) if !self.stopped() => {
+                        info!(error = %e, "joining through the seeds; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        } else {
+            info!("not in a cluster yet: waiting for `ringctl cluster init` or `cluster join`");
+            Ok(())
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "could not form or join the cluster");
+        }
+    }
+
+    /// Starts a new cluster with this node as its only member.
+    ///
+    /// # Errors
+    /// `already_exists` when this node is in a cluster.
+    pub async fn init(&self) -> Result<ClusterStatus, WireError> {
+        let replication = self.section.replication;
+        match self.cluster.initialize(self.partitions, replication).await {
+            Ok(r) => rejected(&r)?,
+            Err(ClusterError::AlreadyInitialized) => {}
+            Err(e) => return Err(wire(&e)),
+        }
+        self.register().await?;
+        info!(
+            partitions = self.partitions,
+            replication, "cluster initialized"
+        );
+        Ok(self.status())
+    }
+
+    async fn register(&self) -> Result<(), WireError> {
+        let r = self
+            .cluster
+            .propose(Command::UpsertMember {
+                id: self.me,
+                addr: self.advertise.clone(),
+                weight: self.section.weight,
+            })
+            .await
+            .map_err(|e| wire(&e))?;
+        rejected(&r)
+    }
+
+    /// Joins the cluster one of `seeds` belongs to.
+    ///
+    /// # Errors
+    /// No seed answered, or the join was refused.
+    pub async fn join(&self, seeds: &[String]) -> Result<ClusterStatus, WireError> {
+        let mut last = None;
+        for seed in seeds {
+            let who = match self.peer(seed).await {
+                Ok(c) => c.request(Op::ClusterStatus).await,
+                Err(e) => Err(e),
+            };
+            match who {
+                Ok(Response::ClusterStatus(s)) => {
+                    if s.node == self.me {
+                        continue;
+                    }
+                    self.cluster
+                        .join(s.node, seed)
+                        .await
+                        .map_err(|e| wire(&e))?;
+                    self.register().await?;
+                    info!(via = %seed, "joined the cluster");
+                    return Ok(self.status());
+                }
+                Ok(other) => last = Some(format!("{seed}: unexpected answer {other:?}")),
+                Err(e) => last = Some(format!("{seed}: {e}")),
+            }
+        }
+        Err(WireError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "no seed let this node join: {}",
+                last.unwrap_or_else(|| "no seeds".into())
+            ),
+        ))
+    }
+
+    /// Marks `node` draining: its partitions move away, then it is removed.
+    ///
+    /// # Errors
+    /// Unknown node, or the cluster refused.
+    pub async fn drain(&self, node: NodeId) -> Result<ClusterStatus, WireError> {
+        self.set_state(node, MemberState::Draining).await
+    }
+
+    /// Marks `node` removed at once (a dead node).
+    ///
+    /// # Errors
+    /// Unknown node, or the cluster refused.
+    pub async fn remove(&self, node: NodeId) -> Result<ClusterStatus, WireError> {
+        self.set_state(node, MemberState::Removed).await
+    }
+
+    async fn set_state(
+        &self,
+        node: NodeId,
+        state: MemberState,
+    ) -> Result<ClusterStatus, WireError> {
+        let r = self
+            .cluster
+            .propose(Command::SetMemberState { id: node, state })
+            .await
+            .map_err(|e| wire(&e))?;
+        rejected(&r)?;
+        Ok(self.status())
+    }
+
+    /// The cluster as this node sees it.
+    #[must_use]
+    pub fn status(&self) -> ClusterStatus {
+        let state = self.cluster.state().borrow().clone();
+        let metrics = self.cluster.metrics().borrow().clone();
+        let loads = state
+            .table
+            .as_ref()
+            .map(PartitionTable::loads)
+            .unwrap_or_default();
+        ClusterStatus {
+            node: self.me,
+            leader: metrics.leader,
+            term: metrics.term,
+            epoch: state.epoch(),
+            partitions: state.partitions,
+            replication: state.replication,
+            members: state
+                .members
+                .iter()
+                .map(|(id, m)| MemberStatus {
+                    id: *id,
+                    addr: m.addr.clone(),
+                    state: state_name(m.state).to_owned(),
+                    role: if metrics.leader == Some(*id) {
+                        "leader"
+                    } else if metrics.voters.contains(id) {
+                        "voter"
+                    } else if metrics.learners.contains(id) {
+                        "learner"
+                    } else {
+                        "none"
+                    }
+                    .to_owned(),
+                    primaries: loads.get(id).map_or(0, |l| l.primaries),
+                    backups: loads.get(id).map_or(0, |l| l.backups),
+                })
+                .collect(),
+            moves: self.moves.lock().clone(),
+        }
+    }
+
+    /// A client connection to a member (this node's certificate as client identity).
+    async fn peer(&self, addr: &str) -> Result<Client, ringcache_client::Error> {
+        if let Some(c) = self.peers.lock().get(addr) {
+            return Ok(c.clone());
+        }
+        let mut cfg = ClientConfig::new(
+            vec![addr.to_owned()],
+            self.tls.ca.clone(),
+            self.tls.cert.clone(),
+            self.tls.key.clone(),
+        );
+        cfg.cluster_domain.clone_from(&self.tls.cluster_domain);
+        cfg.connect_timeout = Duration::from_secs(2);
+        cfg.request_timeout = Duration::from_secs(10);
+        let c = Client::connect(cfg).await?;
+        self.peers.lock().insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    async fn call(&self, addr: &str, op: Op) -> Result<Response, String> {
+        let c = self.peer(addr).await.map_err(|e| e.to_string())?;
+        match c.request(op).await {
+            Ok(Response::Error(e)) => Err(e.to_string()),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.peers.lock().remove(addr);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn lead(self: Arc<Self>) {
+        let tick = (self.section.heartbeat * 2).max(Duration::from_millis(100));
+        let mut metrics = self.cluster.metrics();
+        while !self.stopped() {
+            tokio::time::sleep(tick).await;
+            let m = metrics.borrow_and_update().clone();
+            if m.role != Role::Leader {
+                self.last_seen.lock().clear();
+                continue;
+            }
+            if let Err(e) = self.leader_tick(&m).await {
+                info!(error = %e, "leader loop");
+            }
+        }
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<(), String> {
+        match self.cluster.propose(cmd).await {
+            Ok(CommandResult::Applied) => Ok(()),
+            Ok(CommandResult::Rejected(r)) => Err(format!("refused: {r}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn leader_tick(&self, m: &ClusterMetrics) -> Result<(), String> {
+        let state = self.cluster.state().borrow().clone();
+        if !state.is_initialized() {
+            return Ok(());
+        }
+        self.liveness(&state, m).await?;
+        let state = self.cluster.state().borrow().clone();
+        self.place(&state).await?;
+        self.retire(&state, m).await
+    }
+
+    async fn liveness(&self, state: &ClusterState, m: &ClusterMetrics) -> Result<(), String> {
+        let now = Instant::now();
+        let pings = state
+            .members
+            .iter()
+            .filter(|(id, info)| **id != self.me && info.state != MemberState::Removed)
+            .map(|(id, info)| async move {
+                let ok =
+                    tokio::time::timeout(Duration::from_secs(1), self.call(&info.addr, Op::Ping))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                (*id, info.state, ok)
+            });
+        let results = futures::future::join_all(pings).await;
+        let raft_members: BTreeSet<NodeId> = m.voters.union(&m.learners).copied().collect();
+        if let Some(info) = state.members.get(&self.me)
+            && matches!(info.state, MemberState::Joining | MemberState::Down)
+        {
+            self.propose(Command::SetMemberState {
+                id: self.me,
+                state: MemberState::Active,
+            })
+            .await?;
+        }
+        for (id, member_state, ok) in results {
+            let seen = {
+                let mut last = self.last_seen.lock();
+                if ok {
+                    last.insert(id, now);
+                }
+                *last.entry(id).or_insert(now)
+            };
+            match member_state {
+                MemberState::Joining | MemberState::Down if ok && raft_members.contains(&id) => {
+                    info!(node = %id, "member is up");
+                    self.propose(Command::SetMemberState {
+                        id,
+                        state: MemberState::Active,
+                    })
+                    .await?;
+                }
+                MemberState::Active
+                    if !ok && now.duration_since(seen) >= self.section.down_after =>
+                {
+                    warn!(node = %id, "member unreachable: marking it down");
+                    self.propose(Command::SetMemberState {
+                        id,
+                        state: MemberState::Down,
+                    })
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        // Promote one active learner per tick while voters are few.
+        let voters: BTreeSet<NodeId> = m.voters.clone();
+        if (voters.len() as u32) < self.section.max_voters
+            && let Some(id) = m.learners.iter().find(|id| {
+                state
+                    .members
+                    .get(id)
+                    .is_some_and(|i| i.state == MemberState::Active)
+            })
+        {
+            let mut next = voters;
+            next.insert(*id);
+            info!(node = %id, "promoting to voter");
+            self.cluster
+                .change_membership(next)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Moves the table one step toward the placement over the active members.
+    async fn place(&self, state: &ClusterState) -> Result<(), String> {
+        let members: Vec<(NodeId, u32)> = state
+            .members
+            .iter()
+            .filter(|(_, i)| i.state == MemberState::Active)
+            .map(|(id, i)| (*id, i.weight))
+            .collect();
+        if members.is_empty() {
+            return Ok(());
+        }
+        let lf = self.section.load_factor;
+        let Some(current) = &state.table else {
+            let table = PartitionTable::compute(
+                &members,
+                state.partitions,
+                state.replication,
+                lf,
+                Epoch(1),
+            )
+            .map_err(|e| e.to_string())?;
+            info!(members = members.len(), "first partition table");
+            return self.propose(Command::SetTable { table }).await;
+        };
+        let next_epoch = Epoch(current.epoch().0 + 1);
+        let target = current
+            .rebalance(&members, state.replication, lf, next_epoch)
+            .map_err(|e| e.to_string())?;
+        if target.same_placement(current) {
+            self.moves.lock().clear();
+            return Ok(());
+        }
+        let alive = |n: NodeId| {
+            state
+                .members
+                .get(&n)
+                .is_some_and(|i| matches!(i.state, MemberState::Active | MemberState::Draining))
+        };
+        let mut copy = Vec::new();
+        let mut at_once = BTreeSet::new();
+        for (p, set) in current.iter() {
+            let (from, to) = (set.first().copied(), target.owner(p));
+            if target.replicas(p) == set {
+                continue;
+            }
+            match (from, to) {
+                (Some(f), Some(t)) if f != t && alive(f) => copy.push((p, f, t)),
+                _ => {
+                    at_once.insert(p);
+                }
+            }
+        }
+        *self.moves.lock() = copy
+            .iter()
+            .map(|(p, f, t)| MoveStatus {
+                partition: p.0,
+                from: Some(*f),
+                to: *t,
+                state: "queued".into(),
+                entries: 0,
+            })
+            .collect();
+        if !at_once.is_empty() {
+            let step = current
+                .advance(&target, &at_once, next_epoch)
+                .map_err(|e| e.to_string())?;
+            info!(
+                partitions = at_once.len(),
+                epoch = next_epoch.0,
+                "table step without data to move"
+            );
+            return self.propose(Command::SetTable { table: step }).await;
+        }
+        let chunk: Vec<_> = copy
+            .into_iter()
+            .take(self.section.move_concurrency as usize)
+            .collect();
+        let results = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|&(p, from, to)| self.copy_partition(state, p, from, to)),
+        )
+        .await;
+        let mut done = BTreeSet::new();
+        for ((p, from, _), r) in chunk.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    done.insert(*p);
+                }
+                Err(e) => {
+                    warn!(partition = p.0, error = %e, "partition copy failed; will retry");
+                    if let Some(addr) = state.members.get(from).map(|i| i.addr.clone()) {
+                        let _ = self
+                            .call(&addr, Op::PartitionRelease { partition: p.0 })
+                            .await;
+                    }
+                }
+            }
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        let step = current
+            .advance(&target, &done, next_epoch)
+            .map_err(|e| e.to_string())?;
+        self.propose(Command::SetTable { table: step }).await?;
+        info!(partitions = ?done.iter().map(|p| p.0).collect::<Vec<_>>(), epoch = next_epoch.0, "partitions moved");
+        Ok(())
+    }
+
+    fn set_move(&self, p: PartitionId, state: &str, entries: u64) {
+        if let Some(m) = self.moves.lock().iter_mut().find(|m| m.partition == p.0) {
+            state.clone_into(&mut m.state);
+            m.entries = entries;
+        }
+    }
+
+    /// Fences `p` at `from` and copies its entries to `to`.
+    async fn copy_partition(
+        &self,
+        state: &ClusterState,
+        p: PartitionId,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<(), String> {
+        let addr = |n: NodeId| {
+            state
+                .members
+                .get(&n)
+                .map(|i| i.addr.clone())
+                .ok_or(format!("node {n} has no address"))
+        };
+        let (src, dst) = (addr(from)?, addr(to)?);
+        self.set_move(p, "fencing", 0);
+        let for_ms = u64::try_from(FENCE_FOR.as_millis()).unwrap_or(u64::MAX);
+        self.call(
+            &src,
+            Op::PartitionFence {
+                partition: p.0,
+                for_ms,
+            },
+        )
+        .await?;
+        self.set_move(p, "copying", 0);
+        let mut after: Option<DumpCursor> = None;
+        let mut copied = 0u64;
+        loop {
+            let page = self
+                .call(
+                    &src,
+                    Op::PartitionDump {
+                        partition: p.0,
+                        after: after.clone(),
+                        limit: COPY_PAGE,
+                    },
+                )
+                .await?;
+            let Response::PartitionChunk { entries, next } = page else {
+                return Err(format!("unexpected dump answer {page:?}"));
+            };
+            copied += entries.len() as u64;
+            if !entries.is_empty() {
+                self.call(
+                    &dst,
+                    Op::PartitionLoad {
+                        partition: p.0,
+                        entries,
+                    },
+                )
+                .await?;
+            }
+            self.set_move(p, "copying", copied);
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        self.set_move(p, "committing", copied);
+        Ok(())
+    }
+
+    /// Removes draining and removed members no table names any more.
+    async fn retire(&self, state: &ClusterState, m: &ClusterMetrics) -> Result<(), String> {
+        let named: BTreeSet<NodeId> = state
+            .table
+            .as_ref()
+            .map(PartitionTable::nodes)
+            .unwrap_or_default();
+        for (id, info) in &state.members {
+            if !matches!(info.state, MemberState::Draining | MemberState::Removed)
+                || named.contains(id)
+            {
+                continue;
+            }
+            if m.voters.contains(id) && *id != self.me {
+                let mut voters = m.voters.clone();
+                voters.remove(id);
+                info!(node = %id, "removing from the voters");
+                self.cluster
+                    .change_membership(voters)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            info!(node = %id, "member left the cluster");
+            return self.propose(Command::RemoveMember { id: *id }).await;
+        }
+        Ok(())
+    }
+
+    /// The members' addresses by id (for tools).
+    #[must_use]
+    pub fn addresses(&self) -> BTreeMap<NodeId, String> {
+        self.routing.view().addrs
+    }
+}

@@ -1,0 +1,310 @@
+//! Who serves which partition, as this node sees it: the committed partition table,
+//! the members' addresses, and the partitions fenced for a move.
+//!
+//! Every data request checks its partition here before touching the engine:
+//! - not the owner at the current epoch: `not_owner` with the owner and the epoch;
+//! - a request routed with an older table (its epoch is set and below ours):
+//!   `stale_epoch`, so the client refreshes before it acts on old routing;
+//! - fenced (its data is being copied to its next owner): `unavailable` with a short
+//!   retry hint; the client retries and finds the new owner once the table commits;
+//! - no table yet (a cluster still forming): `unavailable`.
+//!
+//! A request counts itself in its partition's in-flight counter from the check until it
+//! is answered. A fence first marks the partition, then waits for that counter to drain,
+//! so once a fence returns no request can still change the partition: the copy that
+//! follows sees every acknowledged write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use ringcache_placement::PartitionTable;
+use ringcache_proto::{
+    ClusterInfo, Epoch, ErrorCode, Hints, Member, NodeId, PartitionId, WireError,
+};
+
+/// The view a standalone node or a cluster member serves with.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The committed table (`None`: none yet).
+    pub table: Option<Arc<PartitionTable>>,
+    /// Every member's client address.
+    pub addrs: BTreeMap<NodeId, String>,
+}
+
+#[derive(Debug)]
+struct Fence {
+    fenced: AtomicBool,
+    until: parking_lot::Mutex<Option<Instant>>,
+    inflight: AtomicU64,
+}
+
+/// Ownership, fences and in-flight counts.
+#[derive(Debug)]
+pub struct Routing {
+    me: NodeId,
+    partitions: u32,
+    /// `false`: standalone, this node owns everything.
+    clustered: bool,
+    view: RwLock<View>,
+    fences: Box<[Fence]>,
+}
+
+/// Counts a request in its partition until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    routing: Arc<Routing>,
+    p: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.routing.fences[self.p]
+            .inflight
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Routing {
+    /// A standalone node's routing: it owns every partition at epoch 1.
+    #[must_use]
+    pub fn standalone(me: NodeId, addr: String, partitions: u32) -> Self {
+        let table = PartitionTable::compute(&[(me, 1)], partitions, 1, 1.0, Epoch(1)).ok();
+        Self::new(
+            me,
+            partitions,
+            false,
+            View {
+                table: table.map(Arc::new),
+                addrs: BTreeMap::from([(me, addr)]),
+            },
+        )
+    }
+
+    /// A cluster member's routing, with no table until [`Routing::set_view`].
+    #[must_use]
+    pub fn clustered(me: NodeId, partitions: u32) -> Self {
+        Self::new(
+            me,
+            partitions,
+            true,
+            View {
+                table: None,
+                addrs: BTreeMap::new(),
+            },
+        )
+    }
+
+    fn new(me: NodeId, partitions: u32, clustered: bool, view: View) -> Self {
+        Self {
+            me,
+            partitions,
+            clustered,
+            view: RwLock::new(view),
+            fences: (0..partitions)
+                .map(|_| Fence {
+                    fenced: AtomicBool::new(false),
+                    until: parking_lot::Mutex::new(None),
+                    inflight: AtomicU64::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this node is part of a cluster.
+    #[must_use]
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// This node.
+    #[must_use]
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The current view.
+    #[must_use]
+    pub fn view(&self) -> View {
+        self.view.read().clone()
+    }
+
+    /// The current table's epoch (`0`: none).
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        self.view
+            .read()
+            .table
+            .as_ref()
+            .map_or(Epoch(0), |t| t.epoch())
+    }
+
+    /// Installs a newer view; returns the previous table.
+    pub fn set_view(&self, view: View) -> Option<Arc<PartitionTable>> {
+        let mut current = self.view.write();
+        let old = current.table.clone();
+        *current = view;
+        old
+    }
+
+    /// Checks that this node serves `p` for a request routed at `epoch`, and counts the
+    /// request in until the returned guard drops.
+    ///
+    /// # Errors
+    /// `not_owner`, `stale_epoch` or `unavailable`, with hints.
+    pub fn admit(
+        self: &Arc<Self>,
+        p: PartitionId,
+        epoch: Epoch,
+    ) -> Result<Option<InFlight>, WireError> {
+        if !self.clustered {
+            return Ok(None);
+        }
+        let i = p.0 as usize;
+        let fence = &self.fences[i];
+        fence.inflight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight {
+            routing: Arc::clone(self),
+            p: i,
+        };
+        if fence.fenced.load(Ordering::SeqCst) && !self.fence_expired(i) {
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                format!("partition {} is moving to another node; retry shortly", p.0),
+            )
+            .with_hints(Hints {
+                retry_after_ms: Some(20),
+                ..Hints::default()
+            }));
+        }
+        let view = self.view.read();
+        let Some(table) = &view.table else {
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                "the cluster has no partition table yet",
+            )
+            .with_hints(Hints {
+                retry_after_ms: Some(200),
+                ..Hints::default()
+            }));
+        };
+        let current = table.epoch();
+        if epoch.0 != 0 && epoch < current {
+            return Err(WireError::new(
+                ErrorCode::StaleEpoch,
+                format!(
+                    "routed with epoch {}, the table is at {}",
+                    epoch.0, current.0
+                ),
+            )
+            .with_hints(Hints {
+                epoch: Some(current),
+                ..Hints::default()
+            }));
+        }
+        match table.owner(p) {
+            Some(owner) if owner == self.me => Ok(Some(guard)),
+            owner => Err(WireError::new(
+                ErrorCode::NotOwner,
+                format!(
+                    "partition {} belongs to node {} at epoch {}",
+                    p.0,
+                    owner.map_or_else(|| "?".to_owned(), |o| o.0.to_string()),
+                    current.0
+                ),
+            )
+            .with_hints(Hints {
+                owner,
+                epoch: Some(current),
+                ..Hints::default()
+            })),
+        }
+    }
+
+    fn fence_expired(&self, i: usize) -> bool {
+        let mut until = self.fences[i].until.lock();
+        match *until {
+            Some(t) if Instant::now() >= t => {
+                *until = None;
+                self.fences[i].fenced.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    partition = i,
+                    "a partition fence expired without a release; serving again"
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Fences `p` for at most `for_` and waits (at most `for_`) until every request
+    /// admitted before is answered.
+    ///
+    /// # Errors
+    /// `timeout` if requests did not drain in time (the fence is lifted again).
+    pub async fn fence(&self, p: u32, for_: Duration) -> Result<(), WireError> {
+        let Some(fence) = self.fences.get(p as usize) else {
+            return Err(WireError::new(
+                ErrorCode::Malformed,
+                format!("no partition {p}"),
+            ));
+        };
+        let deadline = Instant::now() + for_;
+        *fence.until.lock() = Some(deadline);
+        fence.fenced.store(true, Ordering::SeqCst);
+        while fence.inflight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                self.release(p);
+                return Err(WireError::new(
+                    ErrorCode::Timeout,
+                    format!("requests on partition {p} did not finish in time"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Lifts the fence of `p`.
+    pub fn release(&self, p: u32) {
+        if let Some(fence) = self.fences.get(p as usize) {
+            *fence.until.lock() = None;
+            fence.fenced.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The table and members as clients fetch them.
+    #[must_use]
+    pub fn cluster_info(&self) -> ClusterInfo {
+        let view = self.view.read();
+        let members = view
+            .addrs
+            .iter()
+            .map(|(id, addr)| Member {
+                id: *id,
+                addr: addr.clone(),
+            })
+            .collect();
+        match &view.table {
+            Some(t) => ClusterInfo {
+                epoch: t.epoch(),
+                partitions: t.partitions(),
+                members,
+                owners: t
+                    .iter()
+                    .map(|(_, set)| set.first().copied().unwrap_or(NodeId(0)))
+                    .collect(),
+                replicas: t.iter().map(|(_, set)| set.to_vec()).collect(),
+            },
+            None => ClusterInfo {
+                epoch: Epoch(0),
+                partitions: self.partitions,
+                members,
+                owners: Vec::new(),
+                replicas: Vec::new(),
+            },
+        }
+    }
+}

@@ -1,0 +1,574 @@
+//! Multi-node clusters of real `ringcached` processes on 127.0.0.1 (ports allocated by
+//! the harness): forming from seeds, leader failover, restart and rejoin, a join that
+//! takes partitions with their data, and a drain under write load that loses nothing.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringcache_client::{Client, ClientConfig, Error as ClientError};
+use ringcache_placement::partition_for;
+use ringcache_proto::{
+    ClusterInfo, ClusterStatus, ErrorCode, NodeId, Op, Response, WriteCondition,
+};
+use ringcache_tls::{CertAuthority, write_bundle};
+use tokio::process::{Child, Command};
+
+const PARTITIONS: u32 = 64;
+
+struct Node {
+    addr: String,
+    child: Option<Child>,
+}
+
+/// A cluster's processes and files; every process is killed on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    ca: CertAuthority,
+    nodes: BTreeMap<u64, Node>,
+}
+
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().expect("addr").port()
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = CertAuthority::generate("ringcache.local").expect("ca");
+        let client = ca.issue_client("test").expect("client cert");
+        write_bundle(dir.path().join("certs"), &ca, &[], &[("test", &client)]).expect("bundle");
+        let mut c = Self {
+            dir,
+            ca,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            c.add(id).await;
+        }
+        c
+    }
+
+    /// Writes node `id`'s certificate and config (node 1 bootstraps, the others seed
+    /// from every node started before) and starts it.
+    async fn add(&mut self, id: u64) {
+        let cert = self
+            .ca
+            .issue_node(NodeId(id), &["127.0.0.1".to_owned()])
+            .expect("node cert");
+        ringcache_tls::CertDir::new(self.dir.path().join("certs"))
+            .write_node(NodeId(id), &cert)
+            .expect("node cert files");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let seeds: Vec<String> = self
+            .nodes
+            .values()
+            .map(|n| format!("{:?}", n.addr))
+            .collect();
+        let cluster = if id == 1 {
+            "bootstrap = true".to_owned()
+        } else {
+            format!("seeds = [{}]", seeds.join(", "))
+        };
+        let config = format!(
+            r#"
+node_id = {id}
+listen = "{addr}"
+data_dir = "node-{id}"
+partitions = {PARTITIONS}
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/node-{id}.pem"
+key = "certs/node-{id}.key"
+
+[namespaces.default]
+memory = "16MiB"
+
+[cluster]
+advertise = "{addr}"
+{cluster}
+replication = 2
+down_after = "3s"
+heartbeat = "200ms"
+election_timeout = "1s"
+"#
+        );
+        std::fs::write(self.dir.path().join(format!("node-{id}.toml")), config).expect("config");
+        self.nodes.insert(id, Node { addr, child: None });
+        self.spawn(id);
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let path = self.dir.path().join(format!("node-{id}.toml"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcached"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn ringcached");
+        self.nodes.get_mut(&id).expect("node").child = Some(child);
+    }
+
+    async fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            child.kill().await.expect("kill");
+        }
+    }
+
+    fn log(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn config(&self, endpoints: Vec<String>) -> ClientConfig {
+        let certs = self.dir.path().join("certs");
+        let mut cfg = ClientConfig::new(
+            endpoints,
+            certs.join("ca.pem"),
+            certs.join("client-test.pem"),
+            certs.join("client-test.key"),
+        );
+        cfg.connect_timeout = Duration::from_secs(5);
+        cfg.request_timeout = Duration::from_secs(5);
+        cfg
+    }
+
+    async fn client_of(&self, id: u64) -> Option<Client> {
+        Client::connect(self.config(vec![self.nodes[&id].addr.clone()]))
+            .await
+            .ok()
+    }
+
+    async fn status(&self, id: u64) -> Option<ClusterStatus> {
+        let c = self.client_of(id).await?;
+        match c.request(Op::ClusterStatus).await {
+            Ok(Response::ClusterStatus(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Waits until `id` reports every node of `expect` active, a leader, no moves, and
+    /// every active node owning partitions.
+    async fn settled(&self, id: u64, expect: &[u64]) -> ClusterStatus {
+        let mut last = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut ok = false;
+        while Instant::now() < deadline {
+            if let Some(s) = self.status(id).await {
+                let active: Vec<u64> = s
+                    .members
+                    .iter()
+                    .filter(|m| m.state == "active")
+                    .map(|m| m.id.0)
+                    .collect();
+                ok = s.leader.is_some()
+                    && s.epoch.0 > 0
+                    && s.moves.is_empty()
+                    && active == expect
+                    && s.members
+                        .iter()
+                        .filter(|m| m.state == "active")
+                        .all(|m| m.primaries > 0)
+                    && s.members
+                        .iter()
+                        .filter(|m| m.state == "active")
+                        .all(|m| m.role == "leader" || m.role == "voter")
+                    && s.members
+                        .iter()
+                        .filter(|m| m.state != "active")
+                        .all(|m| m.primaries == 0);
+                last = Some(s);
+                if ok {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !ok {
+            let logs: Vec<String> = self
+                .nodes
+                .keys()
+                .map(|n| format!("--- node {n}\n{}", self.log(*n)))
+                .collect();
+            panic!(
+                "cluster did not settle; last status {last:#?}\n{}",
+                logs.join("\n")
+            );
+        }
+        last.expect("status")
+    }
+}
+
+async fn wait<F, Fut>(_what: &str, timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Routes each key to its owner by the table, refreshing it on `not_owner`,
+/// `stale_epoch` and `unavailable` (what the client crate's routing does).
+struct Router {
+    cluster_cfg: Box<dyn Fn(Vec<String>) -> ClientConfig + Send + Sync>,
+    seeds: Vec<String>,
+    table: tokio::sync::Mutex<Option<ClusterInfo>>,
+    clients: tokio::sync::Mutex<BTreeMap<String, Client>>,
+}
+
+impl Router {
+    fn new(c: &Cluster) -> Arc<Self> {
+        let certs = c.dir.path().join("certs");
+        Arc::new(Self {
+            cluster_cfg: Box::new(move |endpoints| {
+                let mut cfg = ClientConfig::new(
+                    endpoints,
+                    certs.join("ca.pem"),
+                    certs.join("client-test.pem"),
+                    certs.join("client-test.key"),
+                );
+                cfg.connect_timeout = Duration::from_secs(3);
+                cfg.request_timeout = Duration::from_secs(5);
+                cfg
+            }),
+            seeds: c.nodes.values().map(|n| n.addr.clone()).collect(),
+            table: tokio::sync::Mutex::new(None),
+            clients: tokio::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    async fn client(&self, addr: &str) -> Result<Client, ClientError> {
+        if let Some(c) = self.clients.lock().await.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Client::connect((self.cluster_cfg)(vec![addr.to_owned()])).await?;
+        self.clients.lock().await.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    async fn refresh(&self) {
+        for seed in &self.seeds {
+            if let Ok(c) = self.client(seed).await
+                && let Ok(info) = c.cluster_info().await
+                && info.epoch.0 > 0
+            {
+                let mut t = self.table.lock().await;
+                if t.as_ref().is_none_or(|old| info.epoch >= old.epoch) {
+                    *t = Some(info);
+                }
+                return;
+            }
+            self.clients.lock().await.remove(seed);
+        }
+    }
+
+    /// Runs `op` on the key's owner until it is answered with something other than a
+    /// routing error (at most 30 s).
+    async fn call(&self, key: &str, op: impl Fn() -> Op) -> Result<Response, String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let info = self.table.lock().await.clone();
+            let Some(info) = info else {
+                self.refresh().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let p = partition_for("default", key.as_bytes(), info.partitions);
+            let owner = info.owners[p.0 as usize];
+            let Some(addr) = info
+                .members
+                .iter()
+                .find(|m| m.id == owner)
+                .map(|m| m.addr.clone())
+            else {
+                self.refresh().await;
+                continue;
+            };
+            match self.client(&addr).await {
+                Ok(c) => match c.request(op()).await {
+                    Err(ClientError::Server(e))
+                        if matches!(
+                            e.code,
+                            ErrorCode::NotOwner | ErrorCode::StaleEpoch | ErrorCode::Unavailable
+                        ) =>
+                    {
+                        last = e.to_string();
+                    }
+                    Ok(r) => return Ok(r),
+                    Err(ClientError::Server(e)) => return Err(e.to_string()),
+                    Err(e) => {
+                        last = e.to_string();
+                        self.clients.lock().await.remove(&addr);
+                    }
+                },
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.refresh().await;
+        }
+        Err(format!("{key}: no owner answered in 30 s: {last}"))
+    }
+
+    async fn set(&self, key: &str, value: &str) -> Result<u64, String> {
+        let (k, v) = (
+            Bytes::copy_from_slice(key.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+        match self
+            .call(key, || Op::Set {
+                ns: "default".into(),
+                key: k.clone(),
+                value: v.clone(),
+                ttl_ms: None,
+                condition: WriteCondition::Always,
+            })
+            .await?
+        {
+            Response::Stored { version } => Ok(version),
+            other => Err(format!("set {key}: {other:?}")),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, String> {
+        let k = Bytes::copy_from_slice(key.as_bytes());
+        match self
+            .call(key, || Op::Get {
+                ns: "default".into(),
+                key: k.clone(),
+            })
+            .await?
+        {
+            Response::Value(v) => Ok(v.map(|e| e.value)),
+            other => Err(format!("get {key}: {other:?}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_from_seeds_and_serve_every_partition() {
+    let c = Cluster::start(3).await;
+    let s = c.settled(1, &[1, 2, 3]).await;
+    assert_eq!(s.partitions, PARTITIONS);
+    assert_eq!(s.replication, 2);
+    let voters = s
+        .members
+        .iter()
+        .filter(|m| m.role == "voter" || m.role == "leader")
+        .count();
+    assert_eq!(voters, 3, "{s:#?}");
+    let total: u32 = s.members.iter().map(|m| m.primaries).sum();
+    assert_eq!(total, PARTITIONS);
+    // Every node agrees on the table.
+    for id in [2, 3] {
+        let other = c.settled(id, &[1, 2, 3]).await;
+        assert_eq!(other.epoch, s.epoch);
+    }
+    let r = Router::new(&c);
+    for i in 0..200 {
+        r.set(&format!("k{i}"), &format!("v{i}"))
+            .await
+            .expect("set");
+    }
+    for i in 0..200 {
+        assert_eq!(
+            r.get(&format!("k{i}")).await.expect("get"),
+            Some(Bytes::from(format!("v{i}")))
+        );
+    }
+    // A node that does not own a key says who does.
+    let info = c
+        .client_of(1)
+        .await
+        .expect("client")
+        .cluster_info()
+        .await
+        .expect("info");
+    let key = (0..).map(|i| format!("probe{i}")).find(|k| {
+        info.owners[partition_for("default", k.as_bytes(), PARTITIONS).0 as usize] != NodeId(1)
+    });
+    let key = key.expect("some key is elsewhere");
+    let owner = info.owners[partition_for("default", key.as_bytes(), PARTITIONS).0 as usize];
+    let c1 = c.client_of(1).await.expect("client");
+    match c1
+        .request(Op::Get {
+            ns: "default".into(),
+            key: Bytes::from(key),
+        })
+        .await
+    {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, ErrorCode::NotOwner);
+            assert_eq!(e.hints.owner, Some(owner));
+            assert_eq!(e.hints.epoch, Some(info.epoch));
+        }
+        other => panic!("expected not_owner, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_partitions_with_their_data() {
+    let mut c = Cluster::start(2).await;
+    c.settled(1, &[1, 2]).await;
+    let r = Router::new(&c);
+    for i in 0..500 {
+        r.set(&format!("k{i}"), &format!("v{i}"))
+            .await
+            .expect("set");
+    }
+    c.add(3).await;
+    let s = c.settled(1, &[1, 2, 3]).await;
+    let on3 = s
+        .members
+        .iter()
+        .find(|m| m.id == NodeId(3))
+        .expect("node 3")
+        .primaries;
+    assert!(on3 > 0);
+    let r = Router::new(&c);
+    for i in 0..500 {
+        assert_eq!(
+            r.get(&format!("k{i}")).await.expect("get"),
+            Some(Bytes::from(format!("v{i}"))),
+            "k{i} lost in the move"
+        );
+    }
+    // Node 3 really serves data now: its engine holds entries.
+    let c3 = c.client_of(3).await.expect("client");
+    let stats = c3.stats(Some("default")).await.expect("stats");
+    assert!(stats[0].entries > 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_under_write_load_loses_no_acknowledged_write() {
+    let c = Cluster::start(3).await;
+    c.settled(1, &[1, 2, 3]).await;
+    let r = Router::new(&c);
+    let acked: Arc<tokio::sync::Mutex<BTreeMap<String, String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (r, acked, stop) = (Arc::clone(&r), Arc::clone(&acked), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut i = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (k, v) = (format!("w{w}-{}", i % 100), format!("{i}"));
+                    // One writer per key: the last acknowledged value is well defined.
+                    r.set(&k, &v).await.expect("writes keep being acknowledged");
+                    acked.lock().await.insert(k, v);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c1 = c.client_of(1).await.expect("client");
+    match c1.request(Op::ClusterDrain { node: NodeId(3) }).await {
+        Ok(Response::ClusterStatus(_)) => {}
+        other => panic!("drain: {other:?}"),
+    }
+    let gone = wait("node 3 to leave", Duration::from_secs(60), || async {
+        c.status(1)
+            .await
+            .is_some_and(|s| s.members.iter().all(|m| m.id != NodeId(3)) && s.moves.is_empty())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    assert!(
+        gone,
+        "node 3 did not leave: {:#?}\n{}",
+        c.status(1).await,
+        c.log(1)
+    );
+    let s = c.status(1).await.expect("status");
+    assert_eq!(s.members.len(), 2);
+    let r = Router::new(&c);
+    let acked = acked.lock().await.clone();
+    assert!(acked.len() >= 100, "the load ran: {}", acked.len());
+    for (k, v) in &acked {
+        assert_eq!(
+            r.get(k).await.expect("get"),
+            Some(Bytes::from(v.clone())),
+            "{k}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_another_and_a_restarted_node_rejoins() {
+    let mut c = Cluster::start(3).await;
+    let s = c.settled(1, &[1, 2, 3]).await;
+    let leader = s.leader.expect("leader").0;
+    let survivor = [1, 2, 3]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("survivor");
+    let killed_at = Instant::now();
+    c.kill(leader).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut elected = false;
+    while Instant::now() < deadline && !elected {
+        elected = c
+            .status(survivor)
+            .await
+            .and_then(|s| s.leader)
+            .is_some_and(|l| l.0 != leader);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        elected,
+        "no new leader 10 s after the kill:\n{}",
+        c.log(survivor)
+    );
+    // The new leader marks the dead node down and commits a table without it.
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
+    let s = c.settled(survivor, &rest).await;
+    assert!(
+        s.members
+            .iter()
+            .any(|m| m.id.0 == leader && m.state == "down"),
+        "{s:#?}"
+    );
+    eprintln!("re-placed {:?} after the kill", killed_at.elapsed());
+    let r = Router::new(&c);
+    for i in 0..100 {
+        r.set(&format!("after{i}"), "x")
+            .await
+            .expect("clients keep working");
+    }
+    // The killed node restarts with its data directory and rejoins.
+    c.spawn(leader);
+    c.settled(survivor, &[1, 2, 3]).await;
+    let s = c.settled(leader, &[1, 2, 3]).await;
+    assert!(s.leader.is_some());
+    for i in 0..100 {
+        assert_eq!(
+            r.get(&format!("after{i}")).await.expect("get"),
+            Some(Bytes::from("x"))
+        );
+    }
+}
