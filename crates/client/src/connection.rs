@@ -328,7 +328,6 @@ impl Drop for Waiting {
 }
 
 async fn write_task(mut send: quinn::SendStream, shared: Arc<Shared>) {
-    let mut spare = BytesMut::with_capacity(CHUNK);
     loop {
         let wake = shared.wake_writer.notified();
         tokio::pin!(wake);
@@ -338,12 +337,19 @@ async fn write_task(mut send: quinn::SendStream, shared: Arc<Shared>) {
             let batch = if st.out.is_empty() {
                 None
             } else {
-                // Hand the buffered frames over whole and keep encoding into the spare.
-                Some(std::mem::replace(&mut st.out, std::mem::take(&mut spare)))
+                // Everything buffered, without copying; encoding goes on in the rest of
+                // the allocation, and a fresh one is taken only when little is left (the
+                // stream holds a chunk until the node acknowledges it, so the
+                // allocation cannot be reused before).
+                let batch = st.out.split().freeze();
+                if st.out.capacity() < CHUNK / 8 {
+                    st.out.reserve(CHUNK);
+                }
+                Some(batch)
             };
             (batch, st.closed.is_some())
         };
-        let Some(mut batch) = batch else {
+        let Some(batch) = batch else {
             if closed {
                 let _ = send.finish();
                 return;
@@ -351,17 +357,14 @@ async fn write_task(mut send: quinn::SendStream, shared: Arc<Shared>) {
             wake.await;
             continue;
         };
-        shared.room.notify_waiters();
-        // The stream takes the bytes without copying them; what it has not released
-        // yet, `batch` no longer owns, so the next reserve allocates afresh.
-        if let Err(e) = send.write_chunk(batch.split().freeze()).await {
+        // Requests wait for room only when the buffer was at its limit.
+        if batch.len() >= OUT_LIMIT {
+            shared.room.notify_waiters();
+        }
+        if let Err(e) = send.write_chunk(batch).await {
             shared.fail_all(&format!("write failed: {e}"));
             return;
         }
-        if batch.capacity() < CHUNK {
-            batch.reserve(CHUNK);
-        }
-        spare = batch;
     }
 }
 
