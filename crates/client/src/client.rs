@@ -286,7 +286,7 @@ impl Client {
         let after = self.inner.config.request_timeout;
         // `conn` stays held until the answer: a connection is finished only once no
         // request holds it.
-        let waiting = conn.send(req, Instant::now() + after).await?;
+        let waiting = conn.send(req).await?;
         // Sent: from here on a failure cannot tell whether the node applied it.
         match waiting.await {
             Done::Response(resp) => Ok(resp),

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -56,6 +56,12 @@ struct Shared {
     wake_writer: Notify,
     /// Wakes requests waiting for room in the output buffer.
     room: Notify,
+    /// A coarse clock for deadlines: milliseconds since `started` as of the sweeper's
+    /// last tick (the request path reads it instead of the system clock).
+    clock_ms: AtomicU64,
+    started: Instant,
+    /// How long a request may wait, plus one tick for the coarse clock's lag, in ms.
+    wait_ms: u64,
 }
 
 #[derive(Debug)]
@@ -71,7 +77,8 @@ struct State {
 #[derive(Debug)]
 struct Slot {
     id: u64,
-    deadline: Instant,
+    /// In [`Shared::clock_ms`] units.
+    deadline_ms: u64,
     waker: Option<Waker>,
     done: Option<Done>,
 }
@@ -86,7 +93,7 @@ struct Slots {
 }
 
 impl Slots {
-    fn insert(&mut self, deadline: Instant) -> u64 {
+    fn insert(&mut self, deadline_ms: u64) -> u64 {
         self.issued += 1;
         let index = match self.free.pop() {
             Some(i) => i,
@@ -98,7 +105,7 @@ impl Slots {
         let id = (self.issued << 32) | u64::from(index);
         self.slots[index as usize] = Some(Slot {
             id,
-            deadline,
+            deadline_ms,
             waker: None,
             done: None,
         });
@@ -176,6 +183,10 @@ fn tick(request_timeout: Duration) -> Duration {
     (request_timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(100))
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Connection {
     /// Opens the request stream on an established QUIC connection and starts the tasks.
     pub(crate) async fn start(
@@ -196,6 +207,9 @@ impl Connection {
             closed: AtomicBool::new(false),
             wake_writer: Notify::new(),
             room: Notify::new(),
+            clock_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            wait_ms: millis(request_timeout.saturating_add(tick(request_timeout))),
         });
         tokio::spawn(write_task(send, Arc::clone(&shared)));
         tokio::spawn(read_task(recv, max_frame, Arc::clone(&shared)));
@@ -212,11 +226,11 @@ impl Connection {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Queues a request for the writer; the returned future yields how it ended (by
-    /// `deadline` at the latest, give or take the sweeper's tick).
-    pub(crate) async fn send(&self, req: &Request, deadline: Instant) -> Result<Waiting, Error> {
+    /// Queues a request for the writer; the returned future yields how it ended (within
+    /// the request timeout, or a timeout at most two sweeper ticks after it).
+    pub(crate) async fn send(&self, req: &Request) -> Result<Waiting, Error> {
         loop {
-            if let Some(w) = self.try_send(req, deadline)? {
+            if let Some(w) = self.try_send(req)? {
                 return Ok(w);
             }
             // The output buffer is full: wait for the writer to take it. Registered
@@ -224,7 +238,7 @@ impl Connection {
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if let Some(w) = self.try_send(req, deadline)? {
+            if let Some(w) = self.try_send(req)? {
                 return Ok(w);
             }
             room.await;
@@ -232,7 +246,12 @@ impl Connection {
     }
 
     /// Encodes `req` into the output buffer unless it is full (`None`).
-    fn try_send(&self, req: &Request, deadline: Instant) -> Result<Option<Waiting>, Error> {
+    fn try_send(&self, req: &Request) -> Result<Option<Waiting>, Error> {
+        let deadline_ms = self
+            .shared
+            .clock_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(self.shared.wait_ms);
         let mut st = self.shared.lock();
         if st.closed.is_some() {
             return Err(Error::ConnectionLost {
@@ -244,7 +263,7 @@ impl Connection {
             return Ok(None);
         }
         let was_empty = st.out.is_empty();
-        let id = st.pending.insert(deadline);
+        let id = st.pending.insert(deadline_ms);
         if let Err(e) = encode(RequestId(id), req, self.max_frame, &mut st.out) {
             st.pending.remove(id);
             return Err(Error::Invalid(ringcache_proto::WireError::new(
@@ -422,14 +441,15 @@ async fn sweep_task(shared: Arc<Shared>, tick: Duration) {
     let mut wakers = Vec::new();
     loop {
         ticks.tick().await;
-        let now = Instant::now();
+        let now = millis(shared.started.elapsed());
+        shared.clock_ms.store(now, Ordering::Relaxed);
         {
             let mut st = shared.lock();
             if st.closed.is_some() {
                 return;
             }
             for slot in st.pending.waiting() {
-                if slot.deadline <= now {
+                if slot.deadline_ms <= now {
                     slot.done = Some(Done::TimedOut);
                     wakers.extend(slot.waker.take());
                 }
@@ -448,9 +468,8 @@ mod tests {
     #[test]
     fn slots_reuse_indexes_and_ignore_answers_for_old_ids() {
         let mut slots = Slots::default();
-        let now = Instant::now();
-        let a = slots.insert(now);
-        let b = slots.insert(now);
+        let a = slots.insert(5);
+        let b = slots.insert(5);
         assert_ne!(a, b);
         assert!(slots.complete(a, Done::TimedOut).is_none(), "no waker yet");
         assert!(
@@ -463,7 +482,7 @@ mod tests {
         ));
         slots.remove(a);
         // The index comes back under a new id; the old id no longer matches it.
-        let c = slots.insert(now);
+        let c = slots.insert(5);
         assert_eq!(c & 0xffff_ffff, a & 0xffff_ffff);
         assert_ne!(c, a);
         assert!(slots.get_mut(a).is_none());
