@@ -48,7 +48,7 @@ fi
 started=$(date -u +'%Y-%m-%d %H:%M UTC')
 echo "== building (release)" >&2
 cargo build --release --bins --locked >&2
-ringctl=target/release/ringctl
+ringctl=${CARGO_TARGET_DIR:-target}/release/ringctl
 
 work=$(mktemp -d)
 redis_pid=

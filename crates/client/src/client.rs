@@ -1,6 +1,6 @@
 //! The client: connection management, retries, and the operations.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::config::ClientConfig;
-use crate::connection::Connection;
+use crate::connection::{Connection, Done};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Outcome, Result};
 
 /// Attempts for a request that is safe to repeat, when the connection fails under it.
@@ -55,6 +56,9 @@ pub struct Client {
 struct Inner {
     config: ClientConfig,
     endpoint: quinn::Endpoint,
+    /// Whether `endpoint` is this client's own (closing waits for it to go idle) or
+    /// shared ([`Client::connect_on`]).
+    own_endpoint: bool,
     quic: quinn::ClientConfig,
     conn: Mutex<Option<Arc<Connection>>>,
     /// The live connection for the request path's fast read; written only by the task
@@ -94,12 +98,31 @@ fn idempotent(op: &Op) -> bool {
 }
 
 impl Client {
-    /// Loads the certificates and connects to the first endpoint that answers.
+    /// Loads the certificates and connects to the first endpoint that answers, over a
+    /// UDP socket of its own.
     ///
     /// # Errors
     /// [`Error::Config`] for unreadable certificates or addresses, [`Error::Connect`]
     /// when no endpoint answers within `connect_timeout`.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let endpoint = Endpoint::bind()?;
+        Self::connect_with(config, endpoint.quic().clone(), true).await
+    }
+
+    /// As [`Client::connect`], over `endpoint`'s socket, shared with the other clients
+    /// using it (see [`Endpoint`]).
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_on(config: ClientConfig, endpoint: &Endpoint) -> Result<Self> {
+        Self::connect_with(config, endpoint.quic().clone(), false).await
+    }
+
+    async fn connect_with(
+        config: ClientConfig,
+        endpoint: quinn::Endpoint,
+        own_endpoint: bool,
+    ) -> Result<Self> {
         if config.endpoints.is_empty() {
             return Err(Error::Config("no endpoints".into()));
         }
@@ -109,13 +132,11 @@ impl Client {
         let tls = client_config(&ca, Some(&identity), &[ALPN_CLIENT])
             .map_err(|e| Error::Config(e.to_string()))?;
         let quic = quinn_client_config(tls).map_err(|e| Error::Config(e.to_string()))?;
-        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| Error::Config(format!("cannot open a UDP socket: {e}")))?;
         let client = Self {
             inner: Arc::new(Inner {
                 config,
                 endpoint,
+                own_endpoint,
                 quic,
                 conn: Mutex::new(None),
                 current: std::sync::RwLock::new(None),
@@ -216,9 +237,13 @@ impl Client {
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| e.to_string())?;
-        Connection::start(quic, self.inner.config.limits.max_frame)
-            .await
-            .map_err(|e| e.to_string())
+        Connection::start(
+            quic,
+            self.inner.config.limits.max_frame,
+            self.inner.config.request_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Sends one operation and waits for its answer. Operations safe to repeat are
@@ -258,27 +283,21 @@ impl Client {
 
     async fn once(&self, req: &Request) -> Result<Response> {
         let conn = self.connection().await?;
-        let (id, rx) = conn.send(req).await?;
         let after = self.inner.config.request_timeout;
+        // `conn` stays held until the answer: a connection is finished only once no
+        // request holds it.
+        let waiting = conn.send(req).await?;
         // Sent: from here on a failure cannot tell whether the node applied it.
-        let unknown = Outcome::Unknown;
-        match tokio::time::timeout(after, rx).await {
-            Ok(Ok(Ok(resp))) => Ok(resp),
-            Ok(Ok(Err(reason))) => Err(Error::ConnectionLost {
+        match waiting.await {
+            Done::Response(resp) => Ok(resp),
+            Done::Lost(reason) => Err(Error::ConnectionLost {
                 reason,
-                outcome: unknown,
+                outcome: Outcome::Unknown,
             }),
-            Ok(Err(_)) => Err(Error::ConnectionLost {
-                reason: "connection dropped".into(),
-                outcome: unknown,
+            Done::TimedOut => Err(Error::Timeout {
+                after,
+                outcome: Outcome::Unknown,
             }),
-            Err(_) => {
-                conn.forget(id);
-                Err(Error::Timeout {
-                    after,
-                    outcome: unknown,
-                })
-            }
         }
     }
 
@@ -294,7 +313,11 @@ impl Client {
             c.close();
         }
         drop(slot);
-        self.inner.endpoint.wait_idle().await;
+        // A shared endpoint stays open for the other clients, and sends this
+        // connection's close on its own.
+        if self.inner.own_endpoint {
+            self.inner.endpoint.wait_idle().await;
+        }
     }
 
     /// Round trip to a node; returns its id.

@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`Client`], [`SetOptions`]: connection management and the operations.
 //! - [`ClientConfig`]: endpoints, certificates, timeouts (also `client.toml`).
+//! - [`Endpoint`]: a local UDP socket several clients can share
+//!   ([`Client::connect_on`]).
 //! - [`Error`], [`Outcome`]: typed failures.
 //! - `get_or_load` ([`LoadOptions`], [`LoadError`]): cache-aside with single flight,
 //!   XFetch early refresh and TTL jitter.
@@ -32,10 +34,12 @@ mod aside;
 mod client;
 mod config;
 mod connection;
+mod endpoint;
 mod error;
 
 pub use aside::{LoadError, LoadOptions};
 pub use client::{Client, SetOptions};
 pub use config::ClientConfig;
+pub use endpoint::Endpoint;
 pub use error::{Error, Outcome, Result};
 pub use ringcache_proto::{Entry, ErrorCode, NamespaceStats, WireError, WriteCondition};

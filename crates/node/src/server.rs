@@ -101,19 +101,26 @@ pub async fn start(config: ValidConfig) -> Result<Node, ServeError> {
     let mut transport = ringcache_tls::transport_config();
     transport.max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection));
     quic.transport_config(Arc::new(transport));
-    let endpoint = Endpoint::server(quic, config.listen).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
+    let endpoint = ringcache_tls::bind_endpoint(config.listen, Some(quic)).map_err(|source| {
+        ServeError::Bind {
+            addr: config.listen,
+            source,
+        }
     })?;
     let addr = endpoint.local_addr().map_err(|source| ServeError::Bind {
         addr: config.listen,
         source,
     })?;
+    // Written whole under a temporary name, then renamed: a reader polling for the
+    // file never sees it empty or half written.
     let addr_file = config.data_dir.join("listen.addr");
-    std::fs::write(&addr_file, format!("{addr}\n")).map_err(|source| ServeError::DataDir {
-        path: addr_file,
-        source,
-    })?;
+    let partial = config.data_dir.join("listen.addr.partial");
+    std::fs::write(&partial, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&partial, &addr_file))
+        .map_err(|source| ServeError::DataDir {
+            path: addr_file,
+            source,
+        })?;
 
     let keyspace = Arc::new(
         Keyspace::open(

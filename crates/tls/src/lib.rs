@@ -16,7 +16,8 @@
 //! - [`server_config`], [`client_config`], [`ClientAuth`], [`ALPN_CLIENT`],
 //!   [`ALPN_PEER`]: rustls configurations, TLS 1.3 only.
 //! - [`quinn_server_config`], [`quinn_client_config`], [`transport_config`]: the quinn
-//!   wrappers with keep-alive 5 s, idle timeout 30 s, 64 concurrent bidi streams.
+//!   wrappers with keep-alive 5 s, idle timeout 30 s, 64 concurrent bidi streams;
+//!   [`bind_endpoint`], [`bind_udp`]: endpoints on sockets with [`UDP_SOCKET_BUFFER`].
 //! - [`node_server_name`], [`any_node_server_name`], [`client_cert_name`]: the names.
 //! - [`peer_certificate`], [`peer_node_id_matches`], [`verify_peer_node`]: "is the peer
 //!   really node N?".
@@ -109,6 +110,6 @@ pub use files::{CertDir, load_cert_pem, load_identity, load_key_pem, write_bundl
 pub use names::{MAX_CLIENT_NAME_LEN, any_node_server_name, client_cert_name, node_server_name};
 pub use peer::{peer_certificate, peer_is_node, peer_node_id_matches, verify_peer_node};
 pub use quic::{
-    IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, MAX_CONCURRENT_BIDI_STREAMS, quinn_client_config,
-    quinn_server_config, transport_config,
+    IDLE_TIMEOUT, KEEP_ALIVE_INTERVAL, MAX_CONCURRENT_BIDI_STREAMS, UDP_SOCKET_BUFFER,
+    bind_endpoint, bind_udp, quinn_client_config, quinn_server_config, transport_config,
 };

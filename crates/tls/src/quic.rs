@@ -1,10 +1,11 @@
 //! quinn configurations wrapping the rustls ones, with Ringcache's transport defaults.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{IdleTimeout, TransportConfig, VarInt};
+use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 
 use crate::error::{Result, TlsError};
 
@@ -53,4 +54,44 @@ pub fn quinn_client_config(config: rustls::ClientConfig) -> Result<quinn::Client
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport_config()));
     Ok(client)
+}
+
+/// Kernel buffer size asked for on an endpoint's UDP socket, each direction: 4 MiB.
+/// Linux' default (~208 KiB) overflows under pipelined load (every endpoint's
+/// datagrams of a burst queue in one socket), and each drop costs a connection a
+/// loss-recovery episode (milliseconds of tail latency). The kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max`; raise those to get all of it.
+pub const UDP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds a UDP socket for a quinn endpoint at `addr` with [`UDP_SOCKET_BUFFER`]
+/// buffers (best effort: a kernel that refuses the size leaves its default).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    // Failing to grow a buffer only leaves the smaller default: not worth refusing to
+    // start over.
+    let _ = state.set_recv_buffer_size((&socket).into(), UDP_SOCKET_BUFFER);
+    let _ = state.set_send_buffer_size((&socket).into(), UDP_SOCKET_BUFFER);
+    Ok(socket)
+}
+
+/// A quinn endpoint on the tokio runtime bound with [`bind_udp`]: a server when
+/// `server` is given, else client-only. Must be called within a tokio runtime.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind_endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<Endpoint> {
+    let socket = bind_udp(addr)?;
+    Endpoint::new(
+        EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }

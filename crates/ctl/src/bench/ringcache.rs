@@ -1,7 +1,7 @@
-//! The Ringcache side: N [`Client`]s (one QUIC connection each), D request loops per
-//! client, each a tokio task doing one request at a time through the real client
-//! library (so its cost, the per-request channel and the shared writer task, is part of
-//! what is measured).
+//! The Ringcache side: N [`Client`]s (one QUIC connection each, all over one local UDP
+//! socket), D request loops per client, each a tokio task doing one request at a time
+//! through the real client library (so its whole request path is part of what is
+//! measured).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use ringcache_client::{Client, ClientConfig, SetOptions};
+use ringcache_client::{Client, ClientConfig, Endpoint, SetOptions};
 use tokio::task::JoinSet;
 
 use super::recorder::{Recorder, Recorders, Shared, Window, collect};
@@ -21,12 +21,15 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 /// Fill requests in flight per client.
 const FILL_TASKS_PER_CLIENT: usize = 2;
 
-/// Connects `n` clients at once.
+/// Connects `n` clients at once, all over one local UDP socket (one endpoint, as a
+/// process holding several connections would use; each client still has its own QUIC
+/// connection).
 pub(crate) async fn connect(config: &ClientConfig, n: u32) -> anyhow::Result<Vec<Client>> {
+    let endpoint = Endpoint::bind().context("opening the UDP socket")?;
     let mut set = JoinSet::new();
     for i in 0..n {
-        let config = config.clone();
-        set.spawn(async move { (i, Client::connect(config).await) });
+        let (config, endpoint) = (config.clone(), endpoint.clone());
+        set.spawn(async move { (i, Client::connect_on(config, &endpoint).await) });
     }
     let mut clients = Vec::with_capacity(n as usize);
     while let Some(joined) = set.join_next().await {
