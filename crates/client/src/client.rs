@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringcache_proto::{
-    ClusterInfo, Entry, Epoch, NamespaceStats, NodeId, Op, Request, Response, SetItem, WireError,
+    ClusterInfo, Entry, NamespaceStats, NodeId, Op, Request, Response, SetItem, WireError,
     WriteCondition,
 };
 use ringcache_tls::{
@@ -67,6 +67,8 @@ struct Inner {
     /// When the last connect attempt gave up, and why.
     last_failure: std::sync::Mutex<Option<(Instant, String)>>,
     pub(crate) aside: crate::aside::Flights,
+    /// The partition table and the per-node clients requests are routed with.
+    pub(crate) routes: crate::routing::Routes,
 }
 
 fn read_current(c: &std::sync::RwLock<Option<Arc<Connection>>>) -> Option<Arc<Connection>> {
@@ -118,6 +120,21 @@ impl Client {
         Self::connect_with(config, endpoint.quic().clone(), false).await
     }
 
+    /// A client of one more node over this client's socket, for routing.
+    pub(crate) async fn sibling(&self, addr: &str) -> Result<Self> {
+        let mut config = self.inner.config.clone();
+        config.endpoints = vec![addr.to_owned()];
+        Self::connect_with(config, self.inner.endpoint.clone(), false).await
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn routes(&self) -> &crate::routing::Routes {
+        &self.inner.routes
+    }
+
     async fn connect_with(
         config: ClientConfig,
         endpoint: quinn::Endpoint,
@@ -142,6 +159,7 @@ impl Client {
                 current: std::sync::RwLock::new(None),
                 last_failure: std::sync::Mutex::new(None),
                 aside: crate::aside::Flights::default(),
+                routes: crate::routing::Routes::default(),
             }),
         };
         client.connection().await?;
@@ -186,7 +204,12 @@ impl Client {
         let mut last = String::new();
         loop {
             for ep in &cfg.endpoints {
-                match self.dial(ep, deadline).await {
+                // One dead endpoint must not use up the whole connect timeout: each try
+                // gets a share of it (at least 500 ms).
+                let share = (cfg.connect_timeout / cfg.endpoints.len().max(1) as u32)
+                    .max(Duration::from_millis(500));
+                let attempt_deadline = deadline.min(Instant::now() + share);
+                match self.dial(ep, attempt_deadline).await {
                     Ok(c) => {
                         let c = Arc::new(c);
                         *slot = Some(Arc::clone(&c));
@@ -258,15 +281,35 @@ impl Client {
             .limits
             .check(&op)
             .map_err(Error::Invalid)?;
-        let repeatable = idempotent(&op);
-        let req = Request {
-            epoch: Epoch(0),
+        self.routed(op).await
+    }
+
+    /// Sends `op` to the node this client connected to, without routing by the
+    /// partition table (tools and tests that address one node on purpose).
+    ///
+    /// # Errors
+    /// As [`Client::request`]; a key this node does not own is `Server` with code
+    /// `NotOwner`.
+    pub async fn request_here(&self, op: Op) -> Result<Response> {
+        self.inner
+            .config
+            .limits
+            .check(&op)
+            .map_err(Error::Invalid)?;
+        self.send(&Request {
+            epoch: ringcache_proto::Epoch(0),
             op,
-        };
+        })
+        .await
+    }
+
+    /// Sends `req` on this client's own connection (no routing).
+    pub(crate) async fn send(&self, req: &Request) -> Result<Response> {
+        let repeatable = idempotent(&req.op);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.once(&req).await {
+            match self.once(req).await {
                 // A connection that failed under the request: try once more on a new one
                 // if that cannot apply it twice. (Connect errors are final: connecting
                 // already retried for the whole connect timeout.)

@@ -36,6 +36,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod routing;
 
 pub use aside::{LoadError, LoadOptions};
 pub use client::{Client, SetOptions};

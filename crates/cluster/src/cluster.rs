@@ -166,6 +166,9 @@ pub struct ClusterMetrics {
     pub voters: BTreeSet<NodeId>,
     /// The learners of that membership.
     pub learners: BTreeSet<NodeId>,
+    /// The membership is a joint configuration (a change between voter sets is under
+    /// way; both sets must agree until it completes).
+    pub joint: bool,
 }
 
 impl ClusterMetrics {
@@ -189,6 +192,7 @@ impl ClusterMetrics {
             purged: m.purged.map(|l| l.index),
             voters: membership.voter_ids().map(NodeId).collect(),
             learners: membership.learner_ids().map(NodeId).collect(),
+            joint: membership.get_joint_config().len() > 1,
         }
     }
 }

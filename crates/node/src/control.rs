@@ -414,6 +414,7 @@ impl Control {
                 })
                 .collect(),
             moves: self.moves.lock().clone(),
+            membership_changing: metrics.joint,
         }
     }
 
@@ -537,19 +538,25 @@ impl Control {
                 _ => {}
             }
         }
-        // Promote one active learner per tick while voters are few.
-        let voters: BTreeSet<NodeId> = m.voters.clone();
-        if (voters.len() as u32) < self.section.max_voters
-            && let Some(id) = m.learners.iter().find(|id| {
-                state
+        // Promote every active learner at once while voters are few: one change from
+        // one voter to three, rather than through a two-voter group that any single
+        // failure would stall.
+        if m.joint {
+            return Ok(());
+        }
+        let mut next = m.voters.clone();
+        for id in &m.learners {
+            if (next.len() as u32) < self.section.max_voters
+                && state
                     .members
                     .get(id)
                     .is_some_and(|i| i.state == MemberState::Active)
-            })
-        {
-            let mut next = voters;
-            next.insert(*id);
-            info!(node = %id, "promoting to voter");
+            {
+                next.insert(*id);
+            }
+        }
+        if next != m.voters {
+            info!(voters = ?next, "promoting learners to voters");
             self.cluster
                 .change_membership(next)
                 .await

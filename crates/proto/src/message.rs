@@ -293,6 +293,8 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Moves in progress (known on the leader).
     pub moves: Vec<MoveStatus>,
+    /// A change of the voting members is under way (a joint configuration).
+    pub membership_changing: bool,
 }
 
 /// A stored value with its metadata.
