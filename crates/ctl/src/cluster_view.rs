@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use crate::output::Table;
 
+/// Moves `cluster status` lists; `cluster moves` lists all.
+const STATUS_MOVES: usize = 10;
+
 /// Whether `cluster status` could ask a member for its counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,12 +102,20 @@ impl StatusView {
         s.push_str("\n\n");
         s.push_str(&members_table(&self.members).render());
         if !self.moves.is_empty() {
+            let shown = &self.moves[..self.moves.len().min(STATUS_MOVES)];
             let _ = write!(
                 s,
-                "\n{} moves in progress:\n{}",
-                self.moves.len(),
-                moves_table(&self.moves).render()
+                "\n{}\n{}",
+                moves_summary(&self.moves),
+                moves_table(shown).render()
             );
+            if shown.len() < self.moves.len() {
+                let _ = writeln!(
+                    s,
+                    "... {} more (`ringctl cluster moves` lists them all)",
+                    self.moves.len() - shown.len()
+                );
+            }
         }
         s
     }
@@ -198,12 +209,29 @@ pub(crate) fn moves_table(moves: &[MoveStatus]) -> Table {
     t
 }
 
-/// `cluster moves` with no move in progress says so instead of an empty table.
+/// `3 moves in progress: 1 copying, 2 queued` (states in first-seen order).
+pub(crate) fn moves_summary(moves: &[MoveStatus]) -> String {
+    let mut states: Vec<(&str, usize)> = Vec::new();
+    for m in moves {
+        match states.iter_mut().find(|(s, _)| *s == m.state) {
+            Some((_, n)) => *n += 1,
+            None => states.push((&m.state, 1)),
+        }
+    }
+    let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{} moves in progress: {}", moves.len(), parts.join(", "))
+}
+
+/// `cluster moves`: a summary and every move; with none, says so.
 pub(crate) fn render_moves(moves: &[MoveStatus]) -> String {
     if moves.is_empty() {
         "no partition moves in progress".to_owned()
     } else {
-        moves_table(moves).render()
+        format!(
+            "{}\n\n{}",
+            moves_summary(moves),
+            moves_table(moves).render()
+        )
     }
 }
 
@@ -520,7 +548,7 @@ mod tests {
             "3   127.0.0.1:7003  joining  learner          2        2                    -  unreachable"
         );
         assert_eq!(lines[6], "");
-        assert_eq!(lines[7], "2 moves in progress:");
+        assert_eq!(lines[7], "2 moves in progress: 1 copying, 1 queued");
         assert_eq!(lines[8], "PARTITION  FROM  TO  STATE    ENTRIES");
         assert_eq!(lines[9], "        5  1     3   copying     1200");
         assert_eq!(lines[10], "        6  -     3   queued         0");
@@ -557,6 +585,32 @@ mod tests {
             render_moves(&s.moves),
             "no partition moves in progress".to_owned()
         );
+    }
+
+    #[test]
+    fn long_move_lists_are_cut_in_status_but_not_in_moves() {
+        let mut s = status();
+        s.moves = (0..25)
+            .map(|p| MoveStatus {
+                partition: p,
+                from: Some(NodeId(1)),
+                to: NodeId(3),
+                state: if p < 4 { "copying" } else { "queued" }.into(),
+                entries: 0,
+            })
+            .collect();
+        let text = StatusView::new(s.clone(), rows(&s)).render();
+        assert!(
+            text.contains("25 moves in progress: 4 copying, 21 queued\nPARTITION"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("... 15 more (`ringctl cluster moves` lists them all)\n"),
+            "{text}"
+        );
+        let all = render_moves(&s.moves);
+        assert!(all.starts_with("25 moves in progress: 4 copying, 21 queued\n\nPARTITION"));
+        assert_eq!(all.lines().count(), 2 + 1 + 25, "{all}");
     }
 
     fn info(replicas: Vec<Vec<u64>>, members: &[u64]) -> ClusterInfo {
