@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use ringcache_proto::NodeId;
 use ringcache_proto::units::{parse_bytes, parse_duration};
 
 use crate::ns_config::Setting;
@@ -23,7 +24,12 @@ use crate::ns_config::Setting;
                   ringctl local up --detach     # a node on 127.0.0.1, certificates included\n  \
                   ringctl set greeting hello\n  \
                   ringctl get greeting\n  \
-                  ringctl local down"
+                  ringctl local down\n\n\
+                  A local cluster:\n  \
+                  ringctl local up --nodes 3 --detach\n  \
+                  ringctl cluster status\n  \
+                  ringctl local add                 # a fourth node joins\n  \
+                  ringctl locate greeting           # its partition and replicas"
 )]
 pub struct Cli {
     /// Options shared by every command.
@@ -152,6 +158,102 @@ pub enum Command {
     /// Closed-loop load generator: throughput and latency percentiles, optionally
     /// against Redis with the identical workload.
     Bench(BenchArgs),
+    /// Cluster membership, the partition table and moves: status, members, ring, moves,
+    /// init, join, drain, remove.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Which partition KEY (in --ns, default "default") belongs to, and the nodes that
+    /// hold it.
+    Locate(LocateArgs),
+}
+
+/// `ringctl cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leader, term, epoch, partitions and replication; every member with its state,
+    /// role, partitions and memory (asked of each member; `unreachable` if it does not
+    /// answer); then the moves in progress.
+    Status,
+    /// The member table alone.
+    Members,
+    /// Primaries and backups per node, each node's share of the partitions, and the
+    /// ratio of the busiest node to the mean.
+    Ring,
+    /// Partition moves in progress: partition, from, to, state, entries copied.
+    Moves,
+    /// Start a cluster with the connected node as its only member (once, on a node not
+    /// yet in a cluster).
+    Init,
+    /// Make the connected node (not yet in a cluster) join the cluster of a seed.
+    Join(ClusterJoinArgs),
+    /// Move every partition off NODE, then remove it; waits and shows progress unless
+    /// --no-wait.
+    Drain(ClusterDrainArgs),
+    /// Remove NODE at once (for a dead node): its partitions are placed elsewhere,
+    /// empty. Needs --yes.
+    Remove(ClusterRemoveArgs),
+}
+
+/// `ringctl cluster join`
+#[derive(Debug, Args)]
+pub struct ClusterJoinArgs {
+    /// A member's address (repeatable or comma-separated).
+    #[arg(long = "seed", value_name = "HOST:PORT", value_delimiter = ',', required = true, value_parser = host_port)]
+    pub seeds: Vec<String>,
+}
+
+/// `ringctl cluster drain`
+#[derive(Debug, Args)]
+pub struct ClusterDrainArgs {
+    /// The node: its id, e.g. 3 (or node-3).
+    #[arg(value_name = "NODE", value_parser = parse_node)]
+    pub node: NodeId,
+    /// Return once the drain has started.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the drain to finish.
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration, conflicts_with = "no_wait")]
+    pub wait: Duration,
+}
+
+/// `ringctl cluster remove`
+#[derive(Debug, Args)]
+pub struct ClusterRemoveArgs {
+    /// The node: its id, e.g. 3 (or node-3).
+    #[arg(value_name = "NODE", value_parser = parse_node)]
+    pub node: NodeId,
+    /// Yes, remove it: the copies it held are lost (partitions whose only copy it was
+    /// start empty elsewhere).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `ringctl locate`
+#[derive(Debug, Args)]
+pub struct LocateArgs {
+    /// The key (UTF-8).
+    pub key: String,
+}
+
+/// A node id as typed: `3` or `node-3`.
+pub(crate) fn parse_node(s: &str) -> Result<NodeId, String> {
+    let t = s.trim();
+    let digits = t.strip_prefix("node-").unwrap_or(t);
+    match digits.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(NodeId(n)),
+        _ => Err(format!(
+            "{s:?} is not a node id (a number from 1, e.g. 3 or node-3)"
+        )),
+    }
+}
+
+fn host_port(s: &str) -> Result<String, String> {
+    match s.trim().rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.trim().to_owned())
+        }
+        _ => Err(format!("{s:?} is not HOST:PORT")),
+    }
 }
 
 /// `ringctl certs ...`
@@ -190,28 +292,40 @@ pub enum LocalCommand {
     Up(LocalUpArgs),
     /// Stop the nodes `local up --detach` started.
     Down(LocalDownArgs),
+    /// Add a node to the running local cluster: a certificate for the next id, a config
+    /// with every current node as a seed; waits until it is an active member.
+    Add(LocalAddArgs),
+    /// Stop one node gracefully (SIGTERM) and wait for it to exit.
+    Stop(LocalNodeArgs),
+    /// Kill one node (SIGKILL), as a crash would.
+    Kill(LocalNodeArgs),
+    /// Start a stopped node again with its config and data.
+    Start(LocalStartArgs),
 }
 
 /// `ringctl local up`
 #[derive(Debug, Args)]
 pub struct LocalUpArgs {
-    /// Number of nodes (only 1 for now).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub nodes: u32,
-    /// State directory: certs/, node-1.toml, node-1/ (data, log, pid), client.toml.
+    /// Number of nodes: node-1 starts the cluster, the others join it.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nodes: u64,
+    /// State directory: certs/, node-<id>.toml and node-<id>/ (data, log, pid) per
+    /// node, client.toml.
     #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
     pub dir: PathBuf,
-    /// Leave the node running in the background and return.
+    /// Leave the nodes running in the background and return.
     #[arg(long)]
     pub detach: bool,
-    /// Memory bound of the `default` namespace.
+    /// Memory bound of the `default` namespace, per node.
     #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_bytes)]
     pub memory: u64,
-    /// UDP port to listen on (0: a free one).
+    /// UDP port of node-1; node-<id> listens on PORT+id-1 [default: the ports of an
+    /// earlier run in DIR, else free ones].
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub port: u16,
-    /// How long to wait for the node to answer a ping.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    /// How long to wait for every node to answer and (with a cluster) to be an active
+    /// member.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Duration,
     /// The ringcached binary [default: next to ringctl, else on PATH].
     #[arg(long, env = "RINGCACHED_BIN", value_name = "FILE")]
@@ -230,6 +344,57 @@ pub struct LocalDownArgs {
     /// Kill (SIGKILL) nodes still running after --wait.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `ringctl local add`
+#[derive(Debug, Args)]
+pub struct LocalAddArgs {
+    /// State directory given to `local up`.
+    #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Memory bound of the `default` namespace on the new node.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_bytes)]
+    pub memory: u64,
+    /// UDP port to listen on (0: a free one).
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
+    pub port: u16,
+    /// How long to wait for the node to be an active member.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// The ringcached binary [default: next to ringctl, else on PATH].
+    #[arg(long, env = "RINGCACHED_BIN", value_name = "FILE")]
+    pub ringcached: Option<PathBuf>,
+}
+
+/// `ringctl local stop` and `ringctl local kill`
+#[derive(Debug, Args)]
+pub struct LocalNodeArgs {
+    /// The node: its id, e.g. 2 (or node-2).
+    #[arg(value_name = "NODE", value_parser = parse_node)]
+    pub node: NodeId,
+    /// State directory given to `local up`.
+    #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// How long to wait for the node to exit.
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
+}
+
+/// `ringctl local start`
+#[derive(Debug, Args)]
+pub struct LocalStartArgs {
+    /// The node: its id, e.g. 2 (or node-2).
+    #[arg(value_name = "NODE", value_parser = parse_node)]
+    pub node: NodeId,
+    /// State directory given to `local up`.
+    #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// How long to wait for the node to answer.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// The ringcached binary [default: next to ringctl, else on PATH].
+    #[arg(long, env = "RINGCACHED_BIN", value_name = "FILE")]
+    pub ringcached: Option<PathBuf>,
 }
 
 /// `ringctl get`
@@ -638,6 +803,69 @@ mod tests {
             panic!("not flush: {cli:?}");
         };
         assert_eq!(a.wait, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn cluster_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["ringctl"][..], args].concat());
+        let cli =
+            parse(&["cluster", "join", "--seed", "10.0.0.1:7700,10.0.0.2:7700"]).expect("seeds");
+        let Command::Cluster(ClusterCommand::Join(a)) = cli.command else {
+            panic!("not join: {cli:?}");
+        };
+        assert_eq!(a.seeds, ["10.0.0.1:7700", "10.0.0.2:7700"]);
+
+        let cli = parse(&["cluster", "drain", "node-3", "--no-wait"]).expect("drain");
+        let Command::Cluster(ClusterCommand::Drain(a)) = cli.command else {
+            panic!("not drain: {cli:?}");
+        };
+        assert_eq!((a.node, a.no_wait), (NodeId(3), true));
+        let cli = parse(&["cluster", "remove", "2", "--yes"]).expect("remove");
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Remove(ClusterRemoveArgs {
+                node: NodeId(2),
+                yes: true
+            }))
+        ));
+        let cli = parse(&["locate", "k", "--ns", "users", "--json"]).expect("locate");
+        assert_eq!(cli.global.ns.as_deref(), Some("users"));
+        assert!(matches!(cli.command, Command::Locate(LocateArgs { ref key }) if key == "k"));
+
+        let cli = parse(&["local", "up", "--nodes", "3", "--port", "7700"]).expect("up");
+        let Command::Local(LocalCommand::Up(a)) = cli.command else {
+            panic!("not up: {cli:?}");
+        };
+        assert_eq!((a.nodes, a.port), (3, 7700));
+        for (args, node) in [
+            (&["local", "stop", "2"][..], 2),
+            (&["local", "kill", "node-2"], 2),
+            (&["local", "start", "4"], 4),
+        ] {
+            let cli = parse(args).expect("local NODE");
+            let got = match cli.command {
+                Command::Local(LocalCommand::Stop(a) | LocalCommand::Kill(a)) => a.node,
+                Command::Local(LocalCommand::Start(a)) => a.node,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, NodeId(node), "{args:?}");
+        }
+
+        for bad in [
+            &["cluster", "join"][..],
+            &["cluster", "join", "--seed", "nohost"],
+            &["cluster", "join", "--seed", "h:0"],
+            &["cluster", "drain", "0"],
+            &["cluster", "drain", "x"],
+            &["cluster", "drain", "3", "--no-wait", "--wait", "1s"],
+            &["cluster", "remove"],
+            &["local", "up", "--nodes", "0"],
+            &["local", "up", "--nodes", "65"],
+            &["local", "stop"],
+            &["locate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The data commands (`ping`, `get`, `set`, `del`, `stats`), and the connection every
-//! command that talks to a node runs on.
+//! command that talks to a node runs on (`ns`, `writebehind`, `cluster`, `locate` too).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::cli::{Command, DelArgs, GetArgs, GlobalArgs, SetArgs, WriteBehindCommand};
 use crate::connect::client_config;
 use crate::output::{Namespaces, Table, print_json, print_line, render_value};
-use crate::{Status, namespaces, write_behind};
+use crate::{Status, cluster, namespaces, write_behind};
 use ringcache_proto::units::{format_bytes, format_duration};
 
 /// The namespace data commands use without `--ns`.
@@ -30,8 +30,15 @@ pub(crate) async fn run(g: &GlobalArgs, command: &Command) -> anyhow::Result<Sta
         // request.
         cfg.request_timeout = a.wait;
     }
+    let member_cfg = cfg.clone();
+    if let Command::Cluster(c) = command
+        && cluster::is_change(c)
+    {
+        // Membership changes answer once committed (a join waits for the leader).
+        cfg.request_timeout = cfg.request_timeout.max(cluster::CHANGE_TIMEOUT);
+    }
     let client = Client::connect(cfg).await?;
-    let result = dispatch(&client, g, command, change).await;
+    let result = dispatch(&client, g, &member_cfg, command, change).await;
     client.close().await;
     result
 }
@@ -39,6 +46,7 @@ pub(crate) async fn run(g: &GlobalArgs, command: &Command) -> anyhow::Result<Sta
 async fn dispatch(
     client: &Client,
     g: &GlobalArgs,
+    cfg: &ringcache_client::ClientConfig,
     command: &Command,
     change: Option<namespaces::Change>,
 ) -> anyhow::Result<Status> {
@@ -51,6 +59,8 @@ async fn dispatch(
         Command::Stats => stats(client, g.ns.as_deref(), g.json).await,
         Command::Ns(c) => namespaces::run(client, g.ns.as_deref(), c, change, g.json).await,
         Command::WriteBehind(c) => write_behind::run(client, g.ns.as_deref(), c, g.json).await,
+        Command::Cluster(c) => cluster::run(client, cfg, c, g.json).await,
+        Command::Locate(a) => cluster::locate(client, ns, a, g.json).await,
         Command::Certs(_) | Command::Local(_) | Command::Bench(_) => {
             unreachable!("lib::execute routes only data commands here")
         }

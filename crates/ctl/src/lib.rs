@@ -10,8 +10,9 @@
 //! # Layout
 //! - `cli`: the argument types ([`Cli`]).
 //! - `certs`: `certs init`, and the bundle `local up` creates or reuses.
-//! - `local`: `local up` (write configs, start and supervise `ringcached`, wait for a
-//!   ping) and `local down`.
+//! - `local`: `local up` (write configs, start and supervise `ringcached` nodes, wait
+//!   for each to answer and for the cluster to form), `local add|stop|kill|start` and
+//!   `local down`.
 //! - `process`: finding `ringcached`, pid liveness, signals (via `kill(1)`).
 //! - `connect`: the client configuration from `-c FILE`, flags, or the local default.
 //! - `data`: `ping`, `get`, `set`, `del`, `stats`; the connection for every command
@@ -19,6 +20,8 @@
 //! - `namespaces`: `ns list`, `ns show`, `ns create`, `ns alter`.
 //! - `ns_config`: the settings `ns create`/`ns alter` send (`--file`, flags, `--set`).
 //! - `write_behind`: `writebehind status` and `writebehind flush`.
+//! - `cluster`: `cluster status|members|ring|moves|init|join|drain|remove` and `locate`.
+//! - `cluster_view`: what those show (tables, ring balance, a key's replicas), pure.
 //! - `bench`: `bench`, the closed-loop load generator (Ringcache, and Redis with
 //!   `--redis`).
 //! - `output`: tables, value rendering (UTF-8 or hex), JSON.
@@ -40,6 +43,8 @@
 mod bench;
 mod certs;
 mod cli;
+mod cluster;
+mod cluster_view;
 mod connect;
 mod data;
 mod local;
@@ -52,9 +57,11 @@ mod write_behind;
 use std::process::ExitCode;
 
 pub use cli::{
-    BenchArgs, BenchOp, CertsCommand, CertsInitArgs, Cli, Command, DelArgs, GetArgs, GlobalArgs,
-    KeyDist, LocalCommand, LocalDownArgs, LocalUpArgs, NsCommand, NsConfigArgs, NsSettings,
-    NsShowArgs, SetArgs, WriteBehindCommand, WriteBehindFlushArgs, WriteBehindStatusArgs,
+    BenchArgs, BenchOp, CertsCommand, CertsInitArgs, Cli, ClusterCommand, ClusterDrainArgs,
+    ClusterJoinArgs, ClusterRemoveArgs, Command, DelArgs, GetArgs, GlobalArgs, KeyDist,
+    LocalAddArgs, LocalCommand, LocalDownArgs, LocalNodeArgs, LocalStartArgs, LocalUpArgs,
+    LocateArgs, NsCommand, NsConfigArgs, NsSettings, NsShowArgs, SetArgs, WriteBehindCommand,
+    WriteBehindFlushArgs, WriteBehindStatusArgs,
 };
 pub use ns_config::Setting;
 
@@ -100,6 +107,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Local(LocalCommand::Down(a)) => local::down(a, global.json),
         Command::Local(LocalCommand::Up(a)) => runtime()?.block_on(local::up(a, global.json)),
+        Command::Local(LocalCommand::Add(a)) => runtime()?.block_on(local::add(a, global.json)),
+        Command::Local(LocalCommand::Stop(a)) => local::stop(a, "TERM", global.json),
+        Command::Local(LocalCommand::Kill(a)) => local::stop(a, "KILL", global.json),
+        Command::Local(LocalCommand::Start(a)) => runtime()?.block_on(local::start(a, global.json)),
         Command::Bench(a) => bench::execute(&global, a),
         Command::Ping
         | Command::Get(_)
@@ -107,7 +118,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<Status> {
         | Command::Del(_)
         | Command::Stats
         | Command::Ns(_)
-        | Command::WriteBehind(_) => runtime()?.block_on(data::run(&global, &command)),
+        | Command::WriteBehind(_)
+        | Command::Cluster(_)
+        | Command::Locate(_) => runtime()?.block_on(data::run(&global, &command)),
     }
 }
 

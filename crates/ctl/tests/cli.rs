@@ -346,11 +346,12 @@ fn configuration_errors_are_one_clear_line() {
     let line = run(cwd, &["-c", "bad.toml", "ping"]).failed(1);
     assert!(line.contains("bad.toml"), "{line}");
 
-    let line = run(cwd, &["local", "up", "--nodes", "3"]).failed(1);
-    assert!(
-        line.contains("multi-node local clusters arrive with the cluster work; use --nodes 1"),
-        "{line}"
-    );
+    let line = run(cwd, &["local", "up", "--nodes", "0"]).failed(2);
+    assert!(line.contains("--nodes"), "{line}");
+    let line = run(cwd, &["cluster", "remove", "two"]).failed(2);
+    assert!(line.contains("not a node id"), "{line}");
+    let line = run(cwd, &["local", "add", "--dir", "nothing-here"]).failed(1);
+    assert!(line.contains("no local cluster in nothing-here"), "{line}");
 
     let line = run(cwd, &["set", "k", "v", "--ttl", "soon"]).failed(2);
     assert!(line.contains("soon"), "{line}");

@@ -181,3 +181,72 @@ impl Drop for NodeGuard {
         }
     }
 }
+
+/// Runs `ringctl args` in `cwd` to completion, within `limit` (for commands that wait
+/// for a cluster to form).
+#[track_caller]
+pub(crate) fn run_within(cwd: &Path, args: &[&str], limit: Duration) -> Output {
+    let mut cmd = ringctl(cwd);
+    cmd.args(args);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringctl");
+    let stdout = drain(child.stdout.take().expect("piped"));
+    let stderr = drain(child.stderr.take().expect("piped"));
+    let status =
+        wait_exit(&mut child, limit).unwrap_or_else(|| panic!("{cmd:?} took over {limit:?}"));
+    Output {
+        code: status.code(),
+        stdout: stdout.recv_timeout(limit).unwrap_or_default(),
+        stderr: stderr.recv_timeout(limit).unwrap_or_default(),
+    }
+}
+
+/// Polls `f` until it returns `Ok`, failing after `limit` with `what` and the last
+/// reason `f` gave.
+#[track_caller]
+pub(crate) fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(why) => assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}: {why}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Kills every node a `local up`/`local add` in `dir` left running, even when a test
+/// fails.
+pub(crate) struct ClusterGuard {
+    pub(crate) dir: PathBuf,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if let Some(pid) = std::fs::read_to_string(e.path().join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                && running(pid)
+            {
+                Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .ok();
+            }
+        }
+    }
+}
