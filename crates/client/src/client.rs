@@ -356,6 +356,10 @@ impl Client {
             c.close();
         }
         drop(slot);
+        // The per-node connections opened for routing share this client's socket.
+        for sibling in self.inner.routes.take_nodes() {
+            Box::pin(sibling.close()).await;
+        }
         // A shared endpoint stays open for the other clients, and sends this
         // connection's close on its own.
         if self.inner.own_endpoint {

@@ -32,6 +32,18 @@ pub(crate) struct Routes {
     refresh: tokio::sync::Mutex<()>,
 }
 
+impl Routes {
+    /// The per-node clients, removed (to close them).
+    pub(crate) fn take_nodes(&self) -> Vec<Client> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(poisoned)
+            .drain()
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
+
 fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
     e.into_inner()
 }

@@ -491,6 +491,7 @@ mod tests {
                 member(2, "active", "voter", 3, 3),
                 member(3, "joining", "learner", 2, 2),
             ],
+            membership_changing: false,
             moves: vec![
                 MoveStatus {
                     partition: 5,

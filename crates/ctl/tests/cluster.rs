@@ -75,7 +75,6 @@ fn active_ids(st: &Value) -> BTreeSet<u64> {
 }
 
 #[test]
-#[ignore = "needs the node's cluster support (merging)"]
 fn a_local_cluster_forms_serves_grows_and_notices_a_dead_node() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let cwd = tmp.path();
@@ -181,7 +180,6 @@ fn a_local_cluster_forms_serves_grows_and_notices_a_dead_node() {
 }
 
 #[test]
-#[ignore = "needs the node's cluster support (merging)"]
 fn drain_moves_every_partition_off_a_node_then_removes_it() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let cwd = tmp.path();
