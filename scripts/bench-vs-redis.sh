@@ -11,6 +11,7 @@
 #     --value-size B   bytes per value [VALUE_SIZE, default 100]
 #     --connections N  connections per system [CONNECTIONS, default 50]
 #     --depths "1 16"  pipeline depths to run [DEPTHS, default "1 16"]
+#   The build goes to $CARGO_TARGET_DIR when set (default target/).
 #
 # Fills both systems with every key once, then runs GET and SET at each depth: with the
 # defaults 4 workloads x 2 systems x 12 s, about 2 minutes after the build. Redis, the

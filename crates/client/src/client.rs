@@ -180,6 +180,14 @@ impl Client {
         {
             return Ok(c);
         }
+        // The slow path in a box of its own: otherwise every request's future would
+        // carry the dialing state inline (several hundred bytes to set up, and to move
+        // wherever a caller keeps its futures).
+        Box::pin(self.reconnect()).await
+    }
+
+    /// Takes the connection slot and dials if the connection is still down.
+    async fn reconnect(&self) -> Result<Arc<Connection>> {
         let waited_since = Instant::now();
         let mut slot = self.inner.conn.lock().await;
         if let Some(c) = slot.as_ref()

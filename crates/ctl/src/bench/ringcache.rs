@@ -1,7 +1,8 @@
 //! The Ringcache side: N [`Client`]s (one QUIC connection each, all over one local UDP
-//! socket), D request loops per client, each a tokio task doing one request at a time
-//! through the real client library (so its whole request path is part of what is
-//! measured).
+//! socket), D request loops per client. As on the Redis side, one task per connection
+//! drives its D loops; each loop has one request in flight at a time, made through the
+//! real client library (`Client::get` / `Client::set` futures, so the library's whole
+//! request path is part of what is measured).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use ringcache_client::{Client, ClientConfig, Endpoint, SetOptions};
 use tokio::task::JoinSet;
 
@@ -111,7 +114,8 @@ pub(crate) async fn fill(
     }
 }
 
-/// Runs the closed loops until `window.end`; returns every loop's measurements merged.
+/// Runs the closed loops until `window.end`; returns every connection's measurements
+/// merged.
 pub(crate) async fn load(
     clients: &[Client],
     ns: &str,
@@ -125,58 +129,132 @@ pub(crate) async fn load(
     let mut loops = JoinSet::new();
     let recorders = Arc::new(Recorders::default());
     for (c, client) in (0u64..).zip(clients) {
-        for lp in 0..u64::from(depth) {
-            loops.spawn(request_loop(
-                client.clone(),
-                Arc::clone(&ns),
-                workload.picker(seed, c, lp),
-                workload.value.clone(),
-                window,
-                Arc::clone(shared),
-                Arc::clone(&recorders),
-            ));
-        }
+        let pickers = (0..u64::from(depth))
+            .map(|lp| workload.picker(seed, c, lp))
+            .collect();
+        loops.spawn(connection_loop(
+            client.clone(),
+            Arc::clone(&ns),
+            pickers,
+            workload.value.clone(),
+            window,
+            Arc::clone(shared),
+            Arc::clone(&recorders),
+        ));
     }
-    collect(loops, &recorders, &window, shared, 1).await
+    collect(loops, &recorders, &window, shared, u64::from(depth)).await
 }
 
-/// One closed loop: send, wait for the answer, record, repeat until `window.end`.
-/// (Unbounded waits end at the hard stop, where [`collect`] abandons the loop.)
-async fn request_loop(
+/// `key:<n>` without an allocation: at most 4 + 20 digits.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    len: usize,
+    bytes: [u8; 24],
+}
+
+impl Key {
+    fn new(n: u64, scratch: &mut Vec<u8>) -> Self {
+        write_key(n, scratch);
+        let mut bytes = [0; 24];
+        bytes[..scratch.len()].copy_from_slice(scratch);
+        Self {
+            len: scratch.len(),
+            bytes,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A finished request: which loop sent it, what it was, when it was sent, what came
+/// back (a GET's hit or miss), when.
+type Finished = (
+    usize,
+    OpKind,
+    Instant,
+    Result<Option<bool>, ringcache_client::Error>,
+    Instant,
+);
+
+/// One client's D closed loops, driven by one task as on the Redis side: each loop
+/// has one request in flight (a future of the client library's, polled here rather
+/// than in a task of its own); when it finishes, its latency is recorded and the
+/// loop's next request starts, until `window.end`.
+async fn connection_loop(
     client: Client,
     ns: Arc<str>,
-    mut picker: Picker,
+    mut pickers: Vec<Picker>,
     value: Bytes,
     window: Window,
     shared: Arc<Shared>,
     recorders: Arc<Recorders>,
 ) {
-    let mut key = Vec::with_capacity(24);
-    loop {
+    let mut scratch = Vec::with_capacity(24);
+    let (client, ns, value) = (&client, &*ns, &value);
+    let start = |lp: usize, pickers: &mut [Picker], scratch: &mut Vec<u8>| {
+        let (op, n) = pickers[lp].next();
+        let key = Key::new(n, scratch);
         let sent = Instant::now();
-        if sent >= window.end {
-            break;
+        async move {
+            let outcome = match op {
+                OpKind::Get => client.get(ns, key).await.map(|e| Some(e.is_some())),
+                OpKind::Set => client
+                    .set(ns, key, value.clone(), SetOptions::default())
+                    .await
+                    .map(|_| None),
+            };
+            let finished: Finished = (lp, op, sent, outcome, Instant::now());
+            finished
         }
-        let (op, n) = picker.next();
-        write_key(n, &mut key);
-        let outcome = match op {
-            OpKind::Get => client.get(&ns, &key).await.map(|e| Some(e.is_some())),
-            OpKind::Set => client
-                .set(&ns, &key, value.clone(), SetOptions::default())
-                .await
-                .map(|_| None),
-        };
-        let done = Instant::now();
-        match outcome {
-            Ok(hit) => recorders
-                .here()
-                .record(op, sent, done, hit, &window, &shared),
+    };
+    // Records a finished request; returns its loop, whether the loop goes on, and
+    // whether the request failed.
+    let finish = |(lp, op, sent, outcome, done): Finished| {
+        let failed = match outcome {
+            Ok(hit) => {
+                recorders
+                    .here()
+                    .record(op, sent, done, hit, &window, &shared);
+                false
+            }
             Err(e) => {
                 shared.error(1, || format!("{}: {e}", op.name()));
+                true
+            }
+        };
+        (lp, done < window.end, failed)
+    };
+    if Instant::now() >= window.end {
+        return;
+    }
+    if pickers.len() == 1 {
+        // One loop: await its request directly (a set of one future only costs).
+        loop {
+            let (_, more, failed) = finish(start(0, &mut pickers, &mut scratch).await);
+            if !more {
+                return;
+            }
+            if failed {
                 // Some errors come back without a wait (a local check): let other
                 // tasks run rather than spin on this worker.
                 tokio::task::yield_now().await;
             }
+        }
+    }
+    let mut inflight = FuturesUnordered::new();
+    for lp in 0..pickers.len() {
+        inflight.push(start(lp, &mut pickers, &mut scratch));
+    }
+    while let Some(finished) = inflight.next().await {
+        // (A failure that comes back at once is polled again only after the other
+        // requests: the set yields to the runtime after a round.)
+        let (lp, more, _) = finish(finished);
+        if more {
+            inflight.push(start(lp, &mut pickers, &mut scratch));
         }
     }
 }
