@@ -6,7 +6,9 @@
 //!   one that has a newer table answers `stale_epoch`, one that is handing the partition
 //!   over answers `unavailable` with a retry hint. The client then refreshes its table
 //!   (from any node) and sends again, until `request_timeout` passes. None of these
-//!   answers means the request applied, so resending is safe for every operation.
+//!   answers means the request applied, so resending is safe for every operation. An
+//!   owner that cannot be reached at all is treated the same way (its partitions are
+//!   re-placed once the cluster marks it down).
 //!   Since every request carries the epoch, a table change reaches a busy client with
 //!   its next request, not by polling.
 //! - Batches (`get_many`, `set_many`) are split by owner, sent concurrently, and
@@ -223,6 +225,9 @@ impl Client {
                 }
             };
             let wait = match &result {
+                // The owner cannot be reached: the table may be about to place its
+                // partitions elsewhere (a dead node is marked down), so ask again.
+                Err(Error::Connect { .. }) => Some(Duration::from_millis(100)),
                 Err(e) => reroute(e),
                 Ok(_) => None,
             };

@@ -603,8 +603,15 @@ impl Control {
                 .get(&n)
                 .is_some_and(|i| matches!(i.state, MemberState::Active | MemberState::Draining))
         };
+        let active = |n: &NodeId| {
+            state
+                .members
+                .get(n)
+                .is_some_and(|i| i.state == MemberState::Active)
+        };
         let mut copy = Vec::new();
         let mut at_once = BTreeSet::new();
+        let mut reshuffle = BTreeSet::new();
         for (p, set) in current.iter() {
             let (from, to) = (set.first().copied(), target.owner(p));
             if target.replicas(p) == set {
@@ -612,10 +619,18 @@ impl Control {
             }
             match (from, to) {
                 (Some(f), Some(t)) if f != t && alive(f) => copy.push((p, f, t)),
+                // Only backups change, and every current one is healthy: a reshuffle
+                // that can wait until the data moves are done.
+                (Some(f), Some(t)) if f == t && set.iter().all(active) => {
+                    reshuffle.insert(p);
+                }
                 _ => {
                     at_once.insert(p);
                 }
             }
+        }
+        if copy.is_empty() {
+            at_once.extend(reshuffle);
         }
         *self.moves.lock() = copy
             .iter()
@@ -627,17 +642,8 @@ impl Control {
                 entries: 0,
             })
             .collect();
-        if !at_once.is_empty() {
-            let step = current
-                .advance(&target, &at_once, next_epoch)
-                .map_err(|e| e.to_string())?;
-            info!(
-                partitions = at_once.len(),
-                epoch = next_epoch.0,
-                "table step without data to move"
-            );
-            return self.propose(Command::SetTable { table: step }).await;
-        }
+        // One chunk of data moves, then one committed step with them and every change
+        // that needs no data (a dead owner's partitions, backups on gone nodes).
         let chunk: Vec<_> = copy
             .into_iter()
             .take(self.section.move_concurrency as usize)
@@ -648,11 +654,13 @@ impl Control {
                 .map(|&(p, from, to)| self.copy_partition(state, p, from, to)),
         )
         .await;
-        let mut done = BTreeSet::new();
+        let mut adopt = at_once;
+        let mut moved = Vec::new();
         for ((p, from, _), r) in chunk.iter().zip(results) {
             match r {
                 Ok(()) => {
-                    done.insert(*p);
+                    adopt.insert(*p);
+                    moved.push(p.0);
                 }
                 Err(e) => {
                     warn!(partition = p.0, error = %e, "partition copy failed; will retry");
@@ -664,14 +672,19 @@ impl Control {
                 }
             }
         }
-        if done.is_empty() {
+        if adopt.is_empty() {
             return Ok(());
         }
         let step = current
-            .advance(&target, &done, next_epoch)
+            .advance(&target, &adopt, next_epoch)
             .map_err(|e| e.to_string())?;
         self.propose(Command::SetTable { table: step }).await?;
-        info!(partitions = ?done.iter().map(|p| p.0).collect::<Vec<_>>(), epoch = next_epoch.0, "partitions moved");
+        info!(
+            epoch = next_epoch.0,
+            changed = adopt.len(),
+            moved = ?moved,
+            "table step"
+        );
         Ok(())
     }
 
@@ -725,12 +738,14 @@ impl Control {
             let Response::PartitionChunk { entries, next } = page else {
                 return Err(format!("unexpected dump answer {page:?}"));
             };
+            let first = after.is_none();
             copied += entries.len() as u64;
-            if !entries.is_empty() {
+            if first || !entries.is_empty() {
                 self.call(
                     &dst,
                     Op::PartitionLoad {
                         partition: p.0,
+                        first,
                         entries,
                     },
                 )

@@ -280,9 +280,16 @@ impl Handler {
                 let (entries, next) = self.keyspace.dump(partition, after.as_ref(), limit.max(1));
                 Reply::Ready(Response::PartitionChunk { entries, next })
             }
-            Op::PartitionLoad { partition, entries } => {
+            Op::PartitionLoad {
+                partition,
+                first,
+                entries,
+            } => {
                 let keyspace = Arc::clone(&self.keyspace);
                 pending(async move {
+                    if first {
+                        keyspace.drop_partition(partition);
+                    }
                     keyspace.load(partition, entries).await?;
                     Ok(Response::Done)
                 })

@@ -466,3 +466,74 @@ async fn killing_the_leader_elects_another_and_a_restarted_node_rejoins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_form_with_five_voters_and_balanced_partitions() {
+    let c = Cluster::start(5).await;
+    let s = c.settled(1, &[1, 2, 3, 4, 5]).await;
+    let voters = s
+        .members
+        .iter()
+        .filter(|m| m.role == "voter" || m.role == "leader")
+        .count();
+    assert_eq!(voters, 5, "{s:#?}");
+    let most = s.members.iter().map(|m| m.primaries).max().unwrap_or(0);
+    let mean = f64::from(PARTITIONS) / 5.0;
+    assert!(
+        f64::from(most) <= (mean * 1.15).ceil(),
+        "busiest node owns {most} of {PARTITIONS}: {s:#?}"
+    );
+    let r = Router::new(&c).await;
+    for i in 0..100 {
+        r.set(&format!("k{i}"), "v").await.expect("set");
+    }
+    for i in 0..100 {
+        assert_eq!(
+            r.get(&format!("k{i}")).await.expect("get"),
+            Some(Bytes::from("v"))
+        );
+    }
+}
+
+/// A drain completes while another member is down (placement must converge instead of
+/// re-committing backup changes forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_completes_while_another_member_is_down() {
+    let mut c = Cluster::start(4).await;
+    c.settled(1, &[1, 2, 3, 4]).await;
+    let r = Router::new(&c).await;
+    for i in 0..200 {
+        r.set(&format!("k{i}"), &format!("v{i}"))
+            .await
+            .expect("set");
+    }
+    c.kill(2).await;
+    c.settled(1, &[1, 3, 4]).await;
+    let c1 = c.client_of(1).await.expect("client");
+    match c1.request(Op::ClusterDrain { node: NodeId(4) }).await {
+        Ok(Response::ClusterStatus(_)) => {}
+        other => panic!("drain: {other:?}"),
+    }
+    c.settled(1, &[1, 3]).await;
+    let left = wait("node 4 to leave", Duration::from_secs(30), || async {
+        c.status(1)
+            .await
+            .is_some_and(|s| s.members.iter().all(|m| m.id != NodeId(4)))
+    })
+    .await;
+    assert!(left, "{:#?}\n{}", c.status(1).await, c.log(1));
+    // Keys that lived on node 2 died with it (no replication yet); every other one moved.
+    let info = c1.cluster_info().await.expect("info");
+    assert!(
+        info.owners
+            .iter()
+            .all(|o| *o == NodeId(1) || *o == NodeId(3))
+    );
+    let mut found = 0;
+    for i in 0..200 {
+        if r.get(&format!("k{i}")).await.expect("get").is_some() {
+            found += 1;
+        }
+    }
+    assert!(found >= 100, "only {found} of 200 keys survived the drain");
+}

@@ -206,6 +206,8 @@ pub enum Op {
     PartitionLoad {
         /// The partition.
         partition: u32,
+        /// The first page of a copy: drop whatever an earlier, abandoned copy left.
+        first: bool,
         /// The entries.
         entries: Vec<DumpEntry>,
     },
