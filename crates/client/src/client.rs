@@ -92,6 +92,7 @@ fn ms(d: Duration) -> u64 {
 /// Whether sending `op` twice has the same effect as once.
 fn idempotent(op: &Op) -> bool {
     match op {
+        Op::With { op, .. } => idempotent(op),
         Op::Increment { .. } => false,
         Op::Set { condition, .. } => *condition == WriteCondition::Always,
         Op::Delete { if_version, .. } => if_version.is_none(),

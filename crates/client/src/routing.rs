@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringcache_placement::partition_for;
-use ringcache_proto::{ClusterInfo, Epoch, ErrorCode, NodeId, Op, Request, Response, SetItem};
+use ringcache_proto::{
+    ClusterInfo, Epoch, ErrorCode, NodeId, Op, Request, RequestMode, Response, SetItem,
+};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -77,6 +79,7 @@ enum Target<'a> {
 
 fn target(op: &Op) -> Target<'_> {
     match op {
+        Op::With { op, .. } => target(op),
         Op::Get { ns, key }
         | Op::Set { ns, key, .. }
         | Op::Delete { ns, key, .. }
@@ -104,7 +107,10 @@ impl Client {
                 let (ns, key) = (ns.to_owned(), key.to_vec());
                 self.keyed(&ns, &key, op).await
             }
-            Target::Batch => self.batch(op).await,
+            Target::Batch => match op {
+                Op::With { mode, op } => self.batch(*op, Some(mode)).await,
+                op => self.batch(op, None).await,
+            },
             Target::All => self.everywhere(op).await,
         }
     }
@@ -241,10 +247,17 @@ impl Client {
     }
 
     /// Splits a batch by owner; per-owner parts are routed like single keys.
-    async fn batch(&self, op: Op) -> Result<Response> {
+    async fn batch(&self, op: Op, mode: Option<RequestMode>) -> Result<Response> {
+        let wrap = |op: Op| match mode {
+            Some(mode) => Op::With {
+                mode,
+                op: Box::new(op),
+            },
+            None => op,
+        };
         let table = self.table().await?;
         if table.members.len() <= 1 {
-            return self.keyed_batch(op).await;
+            return self.keyed_batch(wrap(op)).await;
         }
         match op {
             Op::GetMany { ns, keys } => {
@@ -253,10 +266,10 @@ impl Client {
                     groups.entry(owner_of(&table, &ns, k)).or_default().push(i);
                 }
                 let parts = groups.into_values().map(|idx| {
-                    let op = Op::GetMany {
+                    let op = wrap(Op::GetMany {
                         ns: ns.clone(),
                         keys: idx.iter().map(|&i| keys[i].clone()).collect(),
-                    };
+                    });
                     async move { (idx, self.keyed_batch(op).await) }
                 });
                 let mut out = vec![None; keys.len()];
@@ -304,14 +317,18 @@ impl Client {
                 }
                 Ok(Response::StoredMany(out.into_iter().flatten().collect()))
             }
-            other => self.keyed_batch(other).await,
+            other => self.keyed_batch(wrap(other)).await,
         }
     }
 
     /// A batch whose keys share one owner (by the table it was split with): routed by
     /// its first key; a table change meanwhile re-splits it.
     async fn keyed_batch(&self, op: Op) -> Result<Response> {
-        let (ns, first) = match &op {
+        let (inner, mode) = match &op {
+            Op::With { mode, op } => (&**op, Some(*mode)),
+            other => (other, None),
+        };
+        let (ns, first) = match inner {
             Op::GetMany { ns, keys } => (ns.clone(), keys.first().map(|k| k.to_vec())),
             Op::SetMany { ns, items } => (ns.clone(), items.first().map(|i| i.key.to_vec())),
             _ => return Err(Error::Protocol("not a batch".into())),
@@ -331,7 +348,11 @@ impl Client {
             Err(e) if reroute(&e).is_some() => {
                 let table = self.refresh_table(seen).await?;
                 if table.epoch > seen {
-                    Box::pin(self.batch(op)).await
+                    let op = match op {
+                        Op::With { op, .. } => *op,
+                        other => other,
+                    };
+                    Box::pin(self.batch(op, mode)).await
                 } else {
                     Err(e)
                 }

@@ -15,7 +15,7 @@ use ringcache_engine::{Condition, EntryView, InsertError, InsertOptions};
 use ringcache_placement::partition_for;
 use ringcache_proto::{
     Entry, Epoch, ErrorCode, Hints, Limits, NamespaceInfo, NamespaceStats, NodeId, Op, PartitionId,
-    Request, Response, SetItem, WireError, WriteCondition,
+    Request, RequestMode, Response, SetItem, WireError, WriteCondition, WriteOverride,
 };
 
 use futures::future::BoxFuture;
@@ -207,6 +207,10 @@ impl Handler {
             return Ok(Vec::new());
         }
         let n = self.keyspace.partition_count();
+        let op = match op {
+            Op::With { op, .. } => &**op,
+            other => other,
+        };
         let mut parts: Vec<PartitionId> = match op {
             Op::Get { ns, key }
             | Op::Set { ns, key, .. }
@@ -314,6 +318,9 @@ impl Handler {
 
     /// Store-backed namespaces, admin operations, then the synchronous rest.
     fn route(&self, op: Op) -> Result<Reply, WireError> {
+        if let Op::With { mode, op } = op {
+            return self.with_mode(mode, *op);
+        }
         let strategy_ns = match &op {
             Op::Get { ns, .. }
             | Op::GetMany { ns, .. }
@@ -328,7 +335,7 @@ impl Handler {
             _ => None,
         };
         if let Some((ns, strategy)) = strategy_ns {
-            return self.with_strategy(&ns, &strategy, op);
+            return self.with_strategy(&ns, &strategy, op, RequestMode::default());
         }
         match op {
             Op::ClusterStatus
@@ -381,6 +388,38 @@ impl Handler {
         }
     }
 
+    /// A data operation with the strategy overridden for this request.
+    fn with_mode(&self, mode: RequestMode, op: Op) -> Result<Reply, WireError> {
+        let name = match &op {
+            Op::Get { ns, .. }
+            | Op::GetMany { ns, .. }
+            | Op::Set { ns, .. }
+            | Op::SetMany { ns, .. }
+            | Op::Delete { ns, .. } => ns.clone(),
+            _ => {
+                return Err(err(
+                    ErrorCode::Malformed,
+                    "a strategy override wraps a get, get_many, set, set_many or delete",
+                ));
+            }
+        };
+        let ns = self.ns(&name)?;
+        match ns.strategy.clone() {
+            Some(s) => self.with_strategy(&ns, &s, op, mode),
+            None if matches!(
+                mode.write,
+                Some(WriteOverride::WriteThrough | WriteOverride::WriteAround)
+            ) =>
+            {
+                Err(err(
+                    ErrorCode::Unsupported,
+                    format!("namespace {name:?} has no store to write through or around"),
+                ))
+            }
+            None => self.dispatch(op).map(Reply::Ready),
+        }
+    }
+
     fn write_behind_namespaces(
         &self,
         ns: Option<&str>,
@@ -417,11 +456,14 @@ impl Handler {
         ns: &Arc<Namespace>,
         s: &Arc<Strategy>,
         op: Op,
+        mode: RequestMode,
     ) -> Result<Reply, WireError> {
+        let load = !mode.no_load;
+        let write = mode.write;
         let default_ttl = ns.default_ttl();
         let ttl_of = move |ttl_ms: Option<u64>| ttl_ms.map(Duration::from_millis).or(default_ttl);
         Ok(match op {
-            Op::Get { key, .. } => match s.get(self.pindex(ns, &key), &key) {
+            Op::Get { key, .. } => match s.get_as(self.pindex(ns, &key), &key, load) {
                 Ok(v) => Reply::Ready(Response::Value(v)),
                 Err(load) => pending(async move { load.await.map(Response::Value) }),
             },
@@ -429,7 +471,7 @@ impl Handler {
                 let mut ready = Vec::with_capacity(keys.len());
                 let mut loads = Vec::new();
                 for (i, k) in keys.iter().enumerate() {
-                    match s.get(self.pindex(ns, k), k) {
+                    match s.get_as(self.pindex(ns, k), k, load) {
                         Ok(v) => ready.push(v),
                         Err(load) => {
                             ready.push(None);
@@ -461,7 +503,14 @@ impl Handler {
                 let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
                 pending(async move {
                     let w = s
-                        .write(p, key, Some(value), ttl_of(ttl_ms), to_condition(condition))
+                        .write_as(
+                            p,
+                            key,
+                            Some(value),
+                            ttl_of(ttl_ms),
+                            to_condition(condition),
+                            write,
+                        )
                         .await?;
                     Ok(Response::Stored { version: w.version })
                 })
@@ -474,7 +523,14 @@ impl Handler {
                     for (SetItem { key, value, ttl_ms }, p) in items.into_iter().zip(ps) {
                         out.push(
                             Arc::clone(&s)
-                                .write(p, key, Some(value), ttl_of(ttl_ms), Condition::Always)
+                                .write_as(
+                                    p,
+                                    key,
+                                    Some(value),
+                                    ttl_of(ttl_ms),
+                                    Condition::Always,
+                                    write,
+                                )
                                 .await
                                 .map(|w| w.version),
                         );
@@ -488,7 +544,7 @@ impl Handler {
                 let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
                 let cond = if_version.map_or(Condition::Always, Condition::IfVersion);
                 pending(async move {
-                    let w = s.write(p, key, None, None, cond).await?;
+                    let w = s.write_as(p, key, None, None, cond, write).await?;
                     Ok(Response::Deleted(w.existed))
                 })
             }
@@ -679,6 +735,12 @@ impl Handler {
                 ));
             }
             Op::ClusterInfo => Response::ClusterInfo(self.routing.cluster_info()),
+            Op::With { .. } => {
+                return Err(err(
+                    ErrorCode::Internal,
+                    "an override reached the data path",
+                ));
+            }
         })
     }
 

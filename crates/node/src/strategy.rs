@@ -50,7 +50,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use ringcache_engine::{Condition, EntryView, InsertOptions};
-use ringcache_proto::{Entry, ErrorCode, Hints, WireError};
+use ringcache_proto::{Entry, ErrorCode, Hints, WireError, WriteOverride};
 use ringcache_store::{Applied, Store, StoreError, Write};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -337,13 +337,26 @@ impl Strategy {
         p: usize,
         key: &Bytes,
     ) -> Result<Option<Entry>, BoxFuture<'static, LoadResult>> {
+        self.get_as(p, key, true)
+    }
+
+    /// A read; `load: false` answers a miss as a miss even on a read-through namespace
+    /// (a per-request override).
+    pub fn get_as(
+        self: &Arc<Self>,
+        p: usize,
+        key: &Bytes,
+        load: bool,
+    ) -> Result<Option<Entry>, BoxFuture<'static, LoadResult>> {
         match self.partitions[p].engine.get_entry(key) {
             Some(v) if v.flags & NEGATIVE != 0 => Ok(None),
             Some(v) => {
                 self.maybe_refresh(p, key, &v);
                 Ok(Some(self.entry(v)))
             }
-            None if self.config.read == ReadMode::ReadThrough => Err(self.load(p, key.clone())),
+            None if load && self.config.read == ReadMode::ReadThrough => {
+                Err(self.load(p, key.clone()))
+            }
             None => Ok(None),
         }
     }
@@ -424,10 +437,14 @@ impl Strategy {
             }
             return Ok(slot.result.subscribe());
         }
-        if refresh.is_none()
-            && let Some(v) = self.partitions[p].engine.peek(&key)
-        {
-            return Err((v.flags & NEGATIVE == 0).then(|| self.entry(v)));
+        let cached = self.partitions[p].engine.peek(&key);
+        match (refresh, cached) {
+            (None, Some(v)) => return Err((v.flags & NEGATIVE == 0).then(|| self.entry(v))),
+            // Already refreshed (or rewritten) since the caller read it: nothing to do.
+            (Some(version), cached) if cached.as_ref().is_none_or(|v| v.version != version) => {
+                return Err(None);
+            }
+            _ => {}
         }
         let slot = Arc::new(LoadSlot {
             result: watch::Sender::new(None),
@@ -578,7 +595,31 @@ impl Strategy {
         ttl: Option<Duration>,
         condition: Condition,
     ) -> Result<Written, WireError> {
-        match self.config.write {
+        self.write_as(p, key, value, ttl, condition, None).await
+    }
+
+    /// A write through `mode` instead of the namespace's write setting (a per-request
+    /// override); `None`: the namespace's. Mixing modes is safe: every store write is
+    /// version-guarded, so a queued older write-behind write can never overwrite a newer
+    /// write-through one.
+    ///
+    /// # Errors
+    /// As [`Strategy::write`].
+    pub async fn write_as(
+        self: Arc<Self>,
+        p: usize,
+        key: Bytes,
+        value: Option<Bytes>,
+        ttl: Option<Duration>,
+        condition: Condition,
+        mode: Option<WriteOverride>,
+    ) -> Result<Written, WireError> {
+        let mode = mode.map_or(self.config.write, |m| match m {
+            WriteOverride::CacheOnly => WriteMode::CacheOnly,
+            WriteOverride::WriteThrough => WriteMode::WriteThrough,
+            WriteOverride::WriteAround => WriteMode::WriteAround,
+        });
+        match mode {
             WriteMode::CacheOnly => {
                 self.warm(p, &key, condition).await?;
                 self.write_cache(p, &key, value, ttl, condition, false)
@@ -588,7 +629,7 @@ impl Strategy {
                 self.write_queued(p, key, value, ttl, condition).await
             }
             WriteMode::WriteThrough | WriteMode::WriteAround => {
-                let around = self.config.write == WriteMode::WriteAround;
+                let around = mode == WriteMode::WriteAround;
                 if around && condition != Condition::Always {
                     return Err(WireError::new(
                         ErrorCode::Unsupported,

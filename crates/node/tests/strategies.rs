@@ -938,3 +938,73 @@ async fn namespaces_are_created_changed_and_kept_at_runtime() -> Result<()> {
     }
     Ok(())
 }
+
+both!(per_request_overrides_change_one_request_only);
+async fn per_request_overrides_change_one_request_only(t: Target) -> Result<()> {
+    use ringcache_proto::{RequestMode, WriteOverride};
+    let mut cfg = writes(ringcache_node::config::WriteMode::WriteBehind);
+    cfg.write_behind.batch_delay = Duration::from_secs(3600);
+    let Some(f) = Fixture::new(t, cfg).await? else {
+        return Ok(());
+    };
+    let with = |write: Option<WriteOverride>, no_load: bool, op: Op| Op::With {
+        mode: RequestMode { no_load, write },
+        op: Box::new(op),
+    };
+    let set = |k: &str, v: &str| Op::Set {
+        ns: "ns".into(),
+        key: b(k),
+        value: b(v),
+        ttl_ms: None,
+        condition: WriteCondition::Always,
+    };
+    // A write that must be durable now, on a write-behind namespace.
+    let r = f
+        .call(with(
+            Some(WriteOverride::WriteThrough),
+            false,
+            set("now", "1"),
+        ))
+        .await;
+    assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+    assert_eq!(
+        f.db_value("now").await?,
+        Some(b("1")),
+        "written through at the ack"
+    );
+    // Warming the cache without touching the store.
+    let r = f
+        .call(with(
+            Some(WriteOverride::CacheOnly),
+            false,
+            set("warm", "2"),
+        ))
+        .await;
+    assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+    assert_eq!(f.status().await.depth, 0, "nothing queued");
+    assert_eq!(f.get("warm").await?, Some(b("2")));
+    // The namespace's own mode is untouched: a plain write still queues.
+    f.set("later", "3").await?;
+    assert_eq!(f.status().await.depth, 1);
+    // A read that must not load.
+    let _ = f.db.upsert("cold", "x", 1).await?;
+    let get = Op::Get {
+        ns: "ns".into(),
+        key: b("cold"),
+    };
+    let r = f.call(with(None, true, get)).await;
+    assert_eq!(r, Response::Value(None), "no_load answers a miss as a miss");
+    assert_eq!(f.stats().await.store_loads, 0);
+    assert_eq!(
+        f.get("cold").await?,
+        Some(b("x")),
+        "a plain read still loads"
+    );
+    // Only data operations can be wrapped.
+    let r = f.call(with(None, true, Op::Ping)).await;
+    assert!(
+        matches!(r, Response::Error(ref e) if e.code == ErrorCode::Malformed),
+        "{r:?}"
+    );
+    Ok(())
+}

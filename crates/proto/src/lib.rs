@@ -43,6 +43,6 @@ pub use ids::{Epoch, NodeId, PartitionId, RequestId};
 pub use limits::{Limits, MAX_NAMESPACE_LEN, valid_namespace};
 pub use message::{
     ClusterInfo, ClusterStatus, DeadLetter, DumpCursor, DumpEntry, Entry, Member, MemberStatus,
-    MoveStatus, NamespaceInfo, NamespaceStats, Op, Request, Response, SetItem, WriteBehindStatus,
-    WriteCondition,
+    MoveStatus, NamespaceInfo, NamespaceStats, Op, Request, RequestMode, Response, SetItem,
+    WriteBehindStatus, WriteCondition, WriteOverride,
 };

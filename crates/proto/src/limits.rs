@@ -101,6 +101,17 @@ impl Limits {
     /// `Malformed` (bad namespace, batch too large), naming the limit.
     pub fn check(&self, op: &Op) -> Result<(), WireError> {
         match op {
+            Op::With { op, .. } => match **op {
+                Op::Get { .. }
+                | Op::GetMany { .. }
+                | Op::Set { .. }
+                | Op::SetMany { .. }
+                | Op::Delete { .. } => self.check(op),
+                _ => Err(WireError::new(
+                    ErrorCode::Malformed,
+                    "a strategy override wraps a get, get_many, set, set_many or delete",
+                )),
+            },
             Op::Ping
             | Op::ClusterInfo
             | Op::NsList

@@ -216,6 +216,36 @@ pub enum Op {
         /// The partition.
         partition: u32,
     },
+    /// `op` (a `Get`, `GetMany`, `Set`, `SetMany` or `Delete`) with the namespace's
+    /// strategy overridden for this request only.
+    With {
+        /// The override.
+        mode: RequestMode,
+        /// The operation.
+        op: Box<Op>,
+    },
+}
+
+/// A per-request override of a namespace's strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestMode {
+    /// Reads: `true` answers a miss as a miss, without loading from the store (on a
+    /// read-through namespace).
+    pub no_load: bool,
+    /// Writes: where this write goes instead of the namespace's `write` setting.
+    pub write: Option<WriteOverride>,
+}
+
+/// Where one write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOverride {
+    /// The cache only: the store is not touched (warming a cache from a bulk load).
+    CacheOnly,
+    /// The store first, then the cache, before the ack (a write that must be durable now
+    /// on a write-behind namespace).
+    WriteThrough,
+    /// The store, then the cached copy is dropped.
+    WriteAround,
 }
 
 /// Where a partition dump page ended.
