@@ -55,7 +55,7 @@ use ringcache_proto::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{ClusterSection, TlsConfig};
+use crate::config::{ClusterSection, NamespaceConfig, TlsConfig};
 use crate::keyspace::Keyspace;
 use crate::routing::{Routing, View};
 
@@ -129,6 +129,8 @@ pub struct Control {
     peers: Mutex<HashMap<String, Client>>,
     moves: Mutex<Vec<MoveStatus>>,
     last_seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Namespace settings (TOML) last applied from the cluster state, by name.
+    applied: Mutex<HashMap<String, String>>,
     stop: watch::Sender<bool>,
 }
 
@@ -172,6 +174,7 @@ impl Control {
             peers: Mutex::default(),
             moves: Mutex::default(),
             last_seen: Mutex::default(),
+            applied: Mutex::default(),
             stop: watch::Sender::new(false),
         });
         tokio::spawn(Arc::clone(&me).watch_state());
@@ -206,6 +209,7 @@ impl Control {
         loop {
             let state = rx.borrow_and_update().clone();
             self.install(&state);
+            self.apply_namespaces(&state).await;
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
                 _ = stop.wait_for(|s| *s) => return,
@@ -246,6 +250,63 @@ impl Control {
                 );
             }
         }
+    }
+
+    /// Creates or changes the namespaces whose committed settings this node has not
+    /// applied yet.
+    async fn apply_namespaces(&self, state: &ClusterState) {
+        for (name, text) in &state.namespaces {
+            if self.applied.lock().get(name) == Some(text) {
+                continue;
+            }
+            let result = match NamespaceConfig::from_toml(text) {
+                Ok(config) => self.keyspace.put(name, config).await.map(|_| ()),
+                Err(e) => Err(WireError::new(ErrorCode::InvalidConfig, e)),
+            };
+            match result {
+                Ok(()) => {
+                    self.applied.lock().insert(name.clone(), text.clone());
+                }
+                Err(e) => {
+                    warn!(ns = %name, error = %e, "cannot apply the cluster's namespace settings")
+                }
+            }
+        }
+    }
+
+    /// Commits a namespace's complete settings cluster-wide and waits until this node
+    /// applied them.
+    ///
+    /// # Errors
+    /// The cluster refused, or the settings were not applied here within 30 s.
+    pub async fn put_namespace(
+        &self,
+        name: &str,
+        config: &NamespaceConfig,
+    ) -> Result<(), WireError> {
+        let text = config.to_toml(false);
+        let r = self
+            .cluster
+            .propose(Command::PutNamespace {
+                name: name.to_owned(),
+                config: text.clone(),
+            })
+            .await
+            .map_err(|e| wire(&e))?;
+        rejected(&r)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.applied.lock().get(name) != Some(&text) {
+            if Instant::now() > deadline {
+                return Err(WireError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "namespace {name}: committed, but not applied on this node within 30 s (see its log)"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     async fn join_at_start(self: Arc<Self>) {
@@ -486,16 +547,26 @@ impl Control {
 
     async fn liveness(&self, state: &ClusterState, m: &ClusterMetrics) -> Result<(), String> {
         let now = Instant::now();
+        let epoch = state.epoch();
         let pings = state
             .members
             .iter()
             .filter(|(id, info)| **id != self.me && info.state != MemberState::Removed)
             .map(|(id, info)| async move {
-                let ok =
-                    tokio::time::timeout(Duration::from_secs(1), self.call(&info.addr, Op::Ping))
-                        .await
-                        .is_ok_and(|r| r.is_ok());
-                (*id, info.state, ok)
+                // A member answers with its view; it counts as caught up once it has
+                // applied the current table (a restarted node replays older tables first,
+                // and must not be given partitions before it is past them).
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    self.call(&info.addr, Op::ClusterStatus),
+                )
+                .await;
+                let (ok, caught_up) = match answer {
+                    Ok(Ok(Response::ClusterStatus(s))) => (true, s.epoch >= epoch),
+                    Ok(Ok(_)) => (true, false),
+                    _ => (false, false),
+                };
+                (*id, info.state, ok, caught_up)
             });
         let results = futures::future::join_all(pings).await;
         let raft_members: BTreeSet<NodeId> = m.voters.union(&m.learners).copied().collect();
@@ -508,7 +579,7 @@ impl Control {
             })
             .await?;
         }
-        for (id, member_state, ok) in results {
+        for (id, member_state, ok, caught_up) in results {
             let seen = {
                 let mut last = self.last_seen.lock();
                 if ok {
@@ -517,7 +588,9 @@ impl Control {
                 *last.entry(id).or_insert(now)
             };
             match member_state {
-                MemberState::Joining | MemberState::Down if ok && raft_members.contains(&id) => {
+                MemberState::Joining | MemberState::Down
+                    if ok && caught_up && raft_members.contains(&id) =>
+                {
                     info!(node = %id, "member is up");
                     self.propose(Command::SetMemberState {
                         id,

@@ -353,17 +353,46 @@ impl Handler {
             Op::NsShow { ns } => Ok(Reply::Ready(Response::Namespaces(vec![info(
                 &*self.ns(&ns)?,
             )]))),
+            // In a cluster, namespace settings go through Raft to every member.
             Op::NsCreate { ns, config } => {
                 let keyspace = Arc::clone(&self.keyspace);
+                let control = self.control.clone();
                 Ok(pending(async move {
-                    let n = keyspace.create(&ns, &config).await?;
+                    let n = match control {
+                        None => keyspace.create(&ns, &config).await?,
+                        Some(control) => {
+                            if keyspace.namespace(&ns).is_some() {
+                                return Err(err(
+                                    ErrorCode::AlreadyExists,
+                                    format!(
+                                        "namespace {ns:?} exists; change it with `ringctl ns alter`"
+                                    ),
+                                ));
+                            }
+                            let parsed = keyspace.parse(&ns, &config)?;
+                            control.put_namespace(&ns, &parsed).await?;
+                            keyspace.namespace(&ns).ok_or_else(|| {
+                                err(ErrorCode::Internal, "namespace applied but not found")
+                            })?
+                        }
+                    };
                     Ok(Response::Namespaces(vec![info(&n)]))
                 }))
             }
             Op::NsAlter { ns, config } => {
                 let keyspace = Arc::clone(&self.keyspace);
+                let control = self.control.clone();
                 Ok(pending(async move {
-                    let n = keyspace.alter(&ns, &config).await?;
+                    let n = match control {
+                        None => keyspace.alter(&ns, &config).await?,
+                        Some(control) => {
+                            let patched = keyspace.patched(&ns, &config)?;
+                            control.put_namespace(&ns, &patched).await?;
+                            keyspace.namespace(&ns).ok_or_else(|| {
+                                err(ErrorCode::Internal, "namespace applied but not found")
+                            })?
+                        }
+                    };
                     Ok(Response::Namespaces(vec![info(&n)]))
                 }))
             }

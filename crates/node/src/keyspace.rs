@@ -238,9 +238,13 @@ impl Keyspace {
         };
         let strategy = match valid {
             Some(store_config) if config.uses_store() => {
-                // Save the resolved path so the settings mean the same from any directory.
-                if let (Some(store), ringcache_store::Backend::Sqlite { path }) =
-                    (config.store.as_mut(), &store_config.backend)
+                // A config-file namespace's relative path resolves against the file's
+                // directory; pin it, so the settings mean the same when saved with the
+                // runtime ones (which resolve against the data directory, on every
+                // member alike).
+                if self.data_dir.as_deref() != Some(base)
+                    && let (Some(store), ringcache_store::Backend::Sqlite { path }) =
+                        (config.store.as_mut(), &store_config.backend)
                 {
                     store.path = Some(path.clone());
                 }
@@ -325,7 +329,15 @@ impl Keyspace {
     /// `unknown_namespace`, `invalid_config`, `store_error`, `backpressure` (queue not
     /// empty).
     pub async fn alter(&self, name: &str, patch: &str) -> Result<Arc<Namespace>, WireError> {
-        let mut saved = self.admin.lock().await;
+        let config = self.patched(name, patch)?;
+        self.replace(name, config).await
+    }
+
+    /// The settings `name` would have with `patch` applied, checked (nothing changes).
+    ///
+    /// # Errors
+    /// `unknown_namespace`, `invalid_config`.
+    pub fn patched(&self, name: &str, patch: &str) -> Result<NamespaceConfig, WireError> {
         let old = self.namespace(name).ok_or_else(|| {
             WireError::new(
                 ErrorCode::UnknownNamespace,
@@ -334,6 +346,67 @@ impl Keyspace {
         })?;
         let config = old.config.patched(patch).map_err(|e| {
             WireError::new(ErrorCode::InvalidConfig, format!("namespace {name}: {e}"))
+        })?;
+        self.check(name, &config)?;
+        Ok(config)
+    }
+
+    /// Parses and checks a namespace's complete settings (nothing changes).
+    ///
+    /// # Errors
+    /// `invalid_config` naming the field.
+    pub fn parse(&self, name: &str, toml: &str) -> Result<NamespaceConfig, WireError> {
+        let config = NamespaceConfig::from_toml(toml).map_err(|e| {
+            WireError::new(ErrorCode::InvalidConfig, format!("namespace {name}: {e}"))
+        })?;
+        self.check(name, &config)?;
+        Ok(config)
+    }
+
+    fn check(&self, name: &str, config: &NamespaceConfig) -> Result<(), WireError> {
+        let base = self.runtime_base()?;
+        config
+            .check(name, self.partitions, &base)
+            .map(|_| ())
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))
+    }
+
+    /// Creates `name` with `config`, or replaces its settings (the cluster applies
+    /// namespace settings committed through Raft this way).
+    ///
+    /// # Errors
+    /// As [`Keyspace::create`] and [`Keyspace::alter`].
+    pub async fn put(
+        &self,
+        name: &str,
+        config: NamespaceConfig,
+    ) -> Result<Arc<Namespace>, WireError> {
+        if self.namespace(name).is_some() {
+            return self.replace(name, config).await;
+        }
+        let mut saved = self.admin.lock().await;
+        let base = self.runtime_base()?;
+        let ns = self.build(name, config, &base, None).await?;
+        saved.insert(name.to_owned(), ns.config.clone());
+        self.save(&saved)?;
+        self.namespaces
+            .write()
+            .insert(name.to_owned(), Arc::clone(&ns));
+        info!(ns = %name, "namespace created");
+        Ok(ns)
+    }
+
+    async fn replace(
+        &self,
+        name: &str,
+        config: NamespaceConfig,
+    ) -> Result<Arc<Namespace>, WireError> {
+        let mut saved = self.admin.lock().await;
+        let old = self.namespace(name).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownNamespace,
+                format!("unknown namespace {name:?}"),
+            )
         })?;
         let keeps_writes = old
             .strategy

@@ -3,6 +3,8 @@
 //!
 //! Every data request checks its partition here before touching the engine:
 //! - not the owner at the current epoch: `not_owner` with the owner and the epoch;
+//! - a request routed with a newer table than this node's (it is catching up):
+//!   `unavailable`, retry shortly;
 //! - a request routed with an older table (its epoch is set and below ours):
 //!   `stale_epoch`, so the client refreshes before it acts on old routing;
 //! - fenced (its data is being copied to its next owner): `unavailable` with a short
@@ -191,6 +193,21 @@ impl Routing {
             }));
         };
         let current = table.epoch();
+        if epoch > current {
+            // This node is behind the client (still catching up with the cluster): it
+            // must not serve on a table the cluster has moved past.
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "this node's table is at epoch {}, the request's at {}; it is catching up",
+                    current.0, epoch.0
+                ),
+            )
+            .with_hints(Hints {
+                retry_after_ms: Some(50),
+                ..Hints::default()
+            }));
+        }
         if epoch.0 != 0 && epoch < current {
             return Err(WireError::new(
                 ErrorCode::StaleEpoch,

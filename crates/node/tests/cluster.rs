@@ -537,3 +537,76 @@ async fn drain_completes_while_another_member_is_down() {
     }
     assert!(found >= 100, "only {found} of 200 keys survived the drain");
 }
+
+/// `ns create` and `ns alter` sent to any member apply on every member (through Raft).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_apply_cluster_wide() {
+    let c = Cluster::start(3).await;
+    c.settled(1, &[1, 2, 3]).await;
+    let c1 = c.client_of(1).await.expect("client");
+    match c1
+        .request(Op::NsCreate {
+            ns: "sessions".into(),
+            config: "memory = \"4MiB\"\ndefault_ttl = \"10m\"\n".into(),
+        })
+        .await
+    {
+        Ok(Response::Namespaces(v)) => assert_eq!(v[0].ns, "sessions"),
+        other => panic!("create: {other:?}"),
+    }
+    let c2 = c.client_of(2).await.expect("client");
+    match c2
+        .request(Op::NsAlter {
+            ns: "sessions".into(),
+            config: "policy = \"lru\"".into(),
+        })
+        .await
+    {
+        Ok(Response::Namespaces(v)) => assert!(v[0].config.contains("lru"), "{}", v[0].config),
+        other => panic!("alter: {other:?}"),
+    }
+    for id in [1, 2, 3] {
+        let applied = wait(
+            "the namespace everywhere",
+            Duration::from_secs(20),
+            || async {
+                let Some(client) = c.client_of(id).await else {
+                    return false;
+                };
+                match client
+                    .request(Op::NsShow {
+                        ns: "sessions".into(),
+                    })
+                    .await
+                {
+                    Ok(Response::Namespaces(v)) => v[0].config.contains("lru"),
+                    _ => false,
+                }
+            },
+        )
+        .await;
+        assert!(
+            applied,
+            "node {id} lacks the altered namespace:\n{}",
+            c.log(id)
+        );
+    }
+    let e = c1
+        .request(Op::NsCreate {
+            ns: "sessions".into(),
+            config: String::new(),
+        })
+        .await
+        .expect_err("exists");
+    assert!(
+        matches!(e, ClientError::Server(ref w) if w.code == ErrorCode::AlreadyExists),
+        "{e}"
+    );
+    let r = Router::new(&c).await;
+    for i in 0..50 {
+        r.client
+            .set("sessions", format!("s{i}"), "x", SetOptions::default())
+            .await
+            .expect("set in the new namespace on its owner");
+    }
+}
