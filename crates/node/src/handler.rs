@@ -738,36 +738,12 @@ impl Handler {
                         .collect(),
                 )
             }
-            Op::NsList
-            | Op::NsShow { .. }
-            | Op::NsCreate { .. }
-            | Op::NsAlter { .. }
-            | Op::WriteBehindStatus { .. }
-            | Op::WriteBehindFlush { .. } => {
-                return Err(err(
-                    ErrorCode::Internal,
-                    "admin operation reached the data path",
-                ));
-            }
-            Op::ClusterStatus
-            | Op::ClusterInit
-            | Op::ClusterJoin { .. }
-            | Op::ClusterDrain { .. }
-            | Op::ClusterRemove { .. }
-            | Op::PartitionFence { .. }
-            | Op::PartitionDump { .. }
-            | Op::PartitionLoad { .. }
-            | Op::PartitionRelease { .. } => {
-                return Err(err(
-                    ErrorCode::Internal,
-                    "cluster operation reached the data path",
-                ));
-            }
             Op::ClusterInfo => Response::ClusterInfo(self.routing.cluster_info()),
-            Op::With { .. } => {
+            // Admin, cluster and wrapped operations are answered by `route`.
+            _ => {
                 return Err(err(
                     ErrorCode::Internal,
-                    "an override reached the data path",
+                    "an admin, cluster or wrapped operation reached the data path",
                 ));
             }
         })

@@ -311,15 +311,7 @@ impl Keyspace {
         let config = NamespaceConfig::from_toml(toml).map_err(|e| {
             WireError::new(ErrorCode::InvalidConfig, format!("namespace {name}: {e}"))
         })?;
-        let base = self.runtime_base()?;
-        let ns = self.build(name, config, &base, None).await?;
-        saved.insert(name.to_owned(), ns.config.clone());
-        self.save(&saved)?;
-        self.namespaces
-            .write()
-            .insert(name.to_owned(), Arc::clone(&ns));
-        info!(ns = %name, "namespace created");
-        Ok(ns)
+        self.add(&mut saved, name, config).await
     }
 
     /// Changes the fields `patch` (TOML) names. Changing the store or the write mode of
@@ -385,15 +377,7 @@ impl Keyspace {
             return self.replace(name, config).await;
         }
         let mut saved = self.admin.lock().await;
-        let base = self.runtime_base()?;
-        let ns = self.build(name, config, &base, None).await?;
-        saved.insert(name.to_owned(), ns.config.clone());
-        self.save(&saved)?;
-        self.namespaces
-            .write()
-            .insert(name.to_owned(), Arc::clone(&ns));
-        info!(ns = %name, "namespace created");
-        Ok(ns)
+        self.add(&mut saved, name, config).await
     }
 
     async fn replace(
@@ -429,13 +413,37 @@ impl Keyspace {
         if !keeps_writes && let Some(s) = &old.strategy {
             s.stop();
         }
-        saved.insert(name.to_owned(), ns.config.clone());
-        self.save(&saved)?;
-        self.namespaces
-            .write()
-            .insert(name.to_owned(), Arc::clone(&ns));
+        self.install(&mut saved, &ns)?;
         info!(ns = %name, "namespace changed");
         Ok(ns)
+    }
+
+    /// Builds a new namespace and serves it (the caller holds the admin lock).
+    async fn add(
+        &self,
+        saved: &mut BTreeMap<String, NamespaceConfig>,
+        name: &str,
+        config: NamespaceConfig,
+    ) -> Result<Arc<Namespace>, WireError> {
+        let base = self.runtime_base()?;
+        let ns = self.build(name, config, &base, None).await?;
+        self.install(saved, &ns)?;
+        info!(ns = %name, "namespace created");
+        Ok(ns)
+    }
+
+    /// Saves a created or changed namespace with the runtime ones and serves it.
+    fn install(
+        &self,
+        saved: &mut BTreeMap<String, NamespaceConfig>,
+        ns: &Arc<Namespace>,
+    ) -> Result<(), WireError> {
+        saved.insert(ns.name.clone(), ns.config.clone());
+        self.save(saved)?;
+        self.namespaces
+            .write()
+            .insert(ns.name.clone(), Arc::clone(ns));
+        Ok(())
     }
 
     fn runtime_base(&self) -> Result<PathBuf, WireError> {
