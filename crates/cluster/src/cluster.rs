@@ -15,9 +15,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::ClusterError;
+use crate::lease::Lease;
 use crate::net::client::{CallError, PeerPool};
 use crate::net::raft::Network;
-use crate::net::wire::{PeerErrorCode, PeerRequest, PeerResponse};
+use crate::net::wire::{PeerError, PeerErrorCode, PeerRequest, PeerResponse};
 use crate::state::{ClusterState, Command, CommandResult, MAX_REPLICATION};
 use crate::store::open_storage;
 use crate::types::{PeerNode, Raft, RaftNodeId};
@@ -265,6 +266,7 @@ pub(crate) struct Inner {
     shutdown_tx: watch::Sender<bool>,
     shut_down: AtomicBool,
     storage_closed: watch::Receiver<()>,
+    lease: std::sync::Mutex<Lease>,
 }
 
 impl Inner {
@@ -282,6 +284,80 @@ impl Inner {
 
     pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
         self.shutdown_tx.subscribe()
+    }
+
+    fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
+        self.lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The leader's answer to [`PeerRequest::Lease`]: how old its quorum confirmation
+    /// is, and what it has applied; another node answers `NotLeader`.
+    pub(crate) fn lease_answer(&self) -> PeerResponse {
+        let m = self.metrics_rx.borrow().clone();
+        if m.role != Role::Leader {
+            return PeerResponse::Error(PeerError {
+                code: PeerErrorCode::NotLeader,
+                message: format!("{} is not the leader", NodeId(self.id)),
+                leader: m.leader.and_then(|l| Some((l.0, self.addr_of(l.0)?))),
+            });
+        }
+        let age = self
+            .lease()
+            .confirmed()
+            .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX));
+        PeerResponse::Lease {
+            quorum_age_ms: age,
+            applied: m.last_applied,
+        }
+    }
+
+    /// A member's address as the Raft membership records it.
+    fn addr_of(&self, id: RaftNodeId) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// One renewal round (see [`crate::lease`]); waits at most `wait`.
+    async fn renew_lease(&self, wait: Duration) {
+        let m = self.metrics_rx.borrow().clone();
+        let at = std::time::Instant::now();
+        match m.role {
+            Role::Leader => {
+                if let Ok(Ok(_)) = tokio::time::timeout(wait, self.raft.ensure_linearizable()).await
+                {
+                    self.lease().confirm(at);
+                }
+            }
+            Role::Follower | Role::Learner => {
+                let Some(leader) = m.leader.filter(|l| l.0 != self.id) else {
+                    return;
+                };
+                let Some(addr) = self.addr_of(leader.0) else {
+                    return;
+                };
+                let answer = self
+                    .pool
+                    .call(leader.0, &addr, PeerRequest::Lease, wait)
+                    .await;
+                if let Ok(PeerResponse::Lease {
+                    quorum_age_ms: Some(age),
+                    applied,
+                }) = answer
+                    && let Some(contact) = at.checked_sub(Duration::from_millis(age))
+                {
+                    let local = self.metrics_rx.borrow().last_applied;
+                    self.lease().expect(contact, applied, local);
+                }
+            }
+            Role::Candidate | Role::Shutdown => {}
+        }
     }
 
     /// Carries out `op` on this node, which must be the leader, waiting at most
@@ -403,7 +479,7 @@ impl Cluster {
         let (metrics_tx, metrics_rx) = watch::channel(first);
         tokio::spawn(metrics_task(raft_metrics, metrics_tx, shutdown_rx));
         tracing::info!(node = %config.node_id, addr = %config.addr, "raft node started");
-        Ok(Cluster {
+        let cluster = Cluster {
             inner: Arc::new(Inner {
                 id,
                 addr: config.addr,
@@ -416,8 +492,11 @@ impl Cluster {
                 shutdown_tx,
                 shut_down: AtomicBool::new(false),
                 storage_closed,
+                lease: std::sync::Mutex::new(Lease::default()),
             }),
-        })
+        };
+        tokio::spawn(lease_task(Arc::clone(&cluster.inner)));
+        Ok(cluster)
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -576,6 +655,17 @@ impl Cluster {
         self.inner.metrics_rx.clone()
     }
 
+    /// When this node last proved contact with the cluster: a quorum round as the
+    /// leader, or, as another member, an answer from a leader in contact with a quorum,
+    /// with this node's state machine caught up to what that leader had applied
+    /// (`None`: never since it started). Renewed every heartbeat; the node stops serving
+    /// partitions when it grows old (see the `lease` module).
+    #[must_use]
+    pub fn contact(&self) -> Option<std::time::Instant> {
+        let local = self.inner.metrics_rx.borrow().last_applied;
+        self.inner.lease().catch_up(local)
+    }
+
     /// Whether [`Cluster::shutdown`] was called.
     #[must_use]
     pub fn is_shut_down(&self) -> bool {
@@ -730,6 +820,20 @@ enum Remote {
     Redirect(Option<(RaftNodeId, String)>),
     /// Not applied; try again.
     Retry,
+}
+
+/// Renews this node's contact lease every heartbeat until shutdown.
+async fn lease_task(inner: Arc<Inner>) {
+    let mut shutdown = inner.shutdown_rx();
+    let every = inner.timing.heartbeat_interval;
+    let wait = inner.timing.election_timeout_min;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        inner.renew_lease(wait).await;
+    }
 }
 
 async fn metrics_task(

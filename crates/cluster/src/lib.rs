@@ -118,6 +118,7 @@
 mod cluster;
 mod codec;
 mod error;
+mod lease;
 mod net;
 mod state;
 mod store;

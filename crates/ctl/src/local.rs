@@ -690,8 +690,25 @@ async fn ping(cfg: ClientConfig) -> Result<(), ringcache_client::Error> {
     res
 }
 
-/// Polls `cluster status` through `cfg` until the table exists (epoch > 0) and every
-/// node of `want` is an active member. `nodes` are the processes started for it (an
+/// Whether the table is settled over the active members: no moves, no membership
+/// change under way, every active member owning partitions, and every partition with
+/// its full replica set.
+fn placed(st: &ringcache_proto::ClusterStatus) -> bool {
+    let active: Vec<_> = st.members.iter().filter(|m| m.state == "active").collect();
+    let n = u32::try_from(active.len()).unwrap_or(u32::MAX);
+    let primaries: u64 = active.iter().map(|m| u64::from(m.primaries)).sum();
+    let backups: u64 = active.iter().map(|m| u64::from(m.backups)).sum();
+    let want_backups =
+        u64::from(st.partitions) * u64::from(st.replication.min(n).saturating_sub(1));
+    st.moves.is_empty()
+        && !st.membership_changing
+        && primaries == u64::from(st.partitions)
+        && backups == want_backups
+        && (n > st.partitions || active.iter().all(|m| m.primaries > 0))
+}
+
+/// Polls `cluster status` through `cfg` until the table exists (epoch > 0), every
+/// node of `want` is an active member and the table is settled over them ([`placed`]). `nodes` are the processes started for it (an
 /// exit fails the wait; their logs explain a timeout). A node without cluster support
 /// is fine when `standalone_ok`.
 async fn wait_members(
@@ -724,7 +741,7 @@ async fn wait_members(
                             .iter()
                             .any(|m| m.id == *id && m.state == "active")
                     });
-                    if st.epoch.0 > 0 && lagging.is_none() {
+                    if st.epoch.0 > 0 && lagging.is_none() && placed(&st) {
                         break Ok(Formed::Cluster(st));
                     }
                     let active = st.members.iter().filter(|m| m.state == "active").count();
@@ -737,6 +754,10 @@ async fn wait_members(
                     why = match lagging.and_then(|id| st.members.iter().find(|m| m.id == id)) {
                         Some(m) => format!("{} is {}", m.id, m.state),
                         None if st.epoch.0 == 0 => "the cluster has no partition table yet".into(),
+                        None if lagging.is_none() => format!(
+                            "partitions are still being placed ({} moves queued)",
+                            st.moves.len()
+                        ),
                         None => format!(
                             "{} is not a member",
                             lagging.map_or_else(|| "a node".to_owned(), |id| id.to_string())

@@ -114,6 +114,17 @@ pub struct ClusterSection {
     /// The leader marks a member down after this long without contact, e.g. `"5s"`.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub down_after: Duration,
+    /// A member that has not proved contact with the leader (a round trip to a leader
+    /// in contact with a quorum, its own table caught up) for this long stops serving
+    /// its partitions until it has again, so a member cut off from the cluster stops
+    /// acknowledging writes before the leader gives its partitions to others. Must be
+    /// less than `down_after` minus two heartbeats. Default: half of `down_after`.
+    #[serde(
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fence_after: Option<Duration>,
     /// Raft heartbeat interval. Default 250ms.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub heartbeat: Duration,
@@ -122,6 +133,14 @@ pub struct ClusterSection {
     pub election_timeout: Duration,
     /// Partitions moved at the same time. Default 4.
     pub move_concurrency: u32,
+}
+
+impl ClusterSection {
+    /// The effective `fence_after`: as set, or half of `down_after`.
+    #[must_use]
+    pub fn fence_after(&self) -> Duration {
+        self.fence_after.unwrap_or(self.down_after / 2)
+    }
 }
 
 impl Default for ClusterSection {
@@ -135,6 +154,7 @@ impl Default for ClusterSection {
             load_factor: 1.15,
             weight: 128,
             down_after: Duration::from_secs(5),
+            fence_after: None,
             heartbeat: Duration::from_millis(250),
             election_timeout: Duration::from_secs(1),
             move_concurrency: 4,
@@ -753,6 +773,22 @@ impl NodeConfig {
                 return Err(invalid(
                     "cluster.down_after",
                     "must be at least the election timeout",
+                ));
+            }
+            let fence = c.fence_after();
+            if fence < c.heartbeat * 2 || fence + c.heartbeat * 2 >= c.down_after {
+                let field = if c.fence_after.is_some() {
+                    "cluster.fence_after"
+                } else {
+                    "cluster.down_after"
+                };
+                return Err(invalid(
+                    field,
+                    format!(
+                        "fence_after ({fence:?}) must be at least two heartbeats and less than \
+                         down_after minus two heartbeats ({:?})",
+                        c.down_after.saturating_sub(c.heartbeat * 2)
+                    ),
                 ));
             }
             if c.advertise.is_none() && self.listen.ip().is_unspecified() {

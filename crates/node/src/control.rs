@@ -115,6 +115,17 @@ pub struct ControlConfig {
     pub endpoint: quinn::Endpoint,
 }
 
+/// What the prober knows of one member.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// When the last round that reached it started (or when it was first probed).
+    seen: Instant,
+    /// It answered in the last round.
+    answered: bool,
+    /// It had applied the table current when that round started.
+    caught_up: bool,
+}
+
 /// A member's control plane.
 #[derive(Debug)]
 pub struct Control {
@@ -128,7 +139,9 @@ pub struct Control {
     keyspace: Arc<Keyspace>,
     peers: Mutex<HashMap<String, Client>>,
     moves: Mutex<Vec<MoveStatus>>,
-    last_seen: Mutex<HashMap<NodeId, Instant>>,
+    /// What this node's prober last learned of each member (every member probes every
+    /// other, so a new leader starts with what it saw as a follower).
+    probes: Mutex<HashMap<NodeId, Probe>>,
     /// Namespace settings (TOML) last applied from the cluster state, by name.
     applied: Mutex<HashMap<String, String>>,
     stop: watch::Sender<bool>,
@@ -173,12 +186,14 @@ impl Control {
             keyspace,
             peers: Mutex::default(),
             moves: Mutex::default(),
-            last_seen: Mutex::default(),
+            probes: Mutex::default(),
             applied: Mutex::default(),
             stop: watch::Sender::new(false),
         });
         tokio::spawn(Arc::clone(&me).watch_state());
         tokio::spawn(Arc::clone(&me).lead());
+        tokio::spawn(Arc::clone(&me).probe());
+        tokio::spawn(Arc::clone(&me).keep_lease());
         tokio::spawn(Arc::clone(&me).join_at_start());
         Ok(me)
     }
@@ -511,18 +526,113 @@ impl Control {
     }
 
     async fn lead(self: Arc<Self>) {
-        let tick = (self.section.heartbeat * 2).max(Duration::from_millis(100));
+        let tick = self.tick();
         let mut metrics = self.cluster.metrics();
+        let mut busy = false;
         while !self.stopped() {
-            tokio::time::sleep(tick).await;
+            // While partitions are moving, chunks follow each other without a pause
+            // (`move_concurrency` bounds the copies at once); otherwise once a tick.
+            if busy {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(tick).await;
+            }
             let m = metrics.borrow_and_update().clone();
             if m.role != Role::Leader {
-                self.last_seen.lock().clear();
+                busy = false;
                 continue;
             }
-            if let Err(e) = self.leader_tick(&m).await {
-                info!(error = %e, "leader loop");
+            busy = match self.leader_tick(&m).await {
+                Ok(more) => more,
+                Err(e) => {
+                    info!(error = %e, "leader loop");
+                    false
+                }
+            };
+        }
+    }
+
+    /// The leader loop's and the prober's period.
+    fn tick(&self) -> Duration {
+        (self.section.heartbeat * 2).max(Duration::from_millis(100))
+    }
+
+    /// Probes every other member each tick (on every member, so that a new leader
+    /// already knows who went silent before it was elected, and need not wait a whole
+    /// `down_after` from its election to act on a dead predecessor).
+    async fn probe(self: Arc<Self>) {
+        let tick = self.tick();
+        let this = &*self;
+        while !this.stopped() {
+            let round = Instant::now();
+            let state = this.cluster.state().borrow().clone();
+            let epoch = state.epoch();
+            let pings = state
+                .members
+                .iter()
+                .filter(|(id, info)| **id != this.me && info.state != MemberState::Removed)
+                .map(|(id, info)| async move {
+                    // A member answers with its view; it counts as caught up once it has
+                    // applied the current table (a restarted node replays older tables
+                    // first, and must not be given partitions before it is past them).
+                    let answer = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        this.call(&info.addr, Op::ClusterStatus),
+                    )
+                    .await;
+                    let (answered, caught_up) = match answer {
+                        Ok(Ok(Response::ClusterStatus(s))) => (true, s.epoch >= epoch),
+                        Ok(Ok(_)) => (true, false),
+                        _ => (false, false),
+                    };
+                    (*id, answered, caught_up)
+                });
+            let results = futures::future::join_all(pings).await;
+            {
+                let mut probes = this.probes.lock();
+                probes.retain(|id, _| state.members.contains_key(id));
+                for (id, answered, caught_up) in results {
+                    let p = probes.entry(id).or_insert(Probe {
+                        seen: round,
+                        answered,
+                        caught_up,
+                    });
+                    if answered {
+                        p.seen = round;
+                    }
+                    p.answered = answered;
+                    p.caught_up = caught_up;
+                }
             }
+            tokio::time::sleep(tick.saturating_sub(round.elapsed())).await;
+        }
+    }
+
+    /// Pushes the routing's serving lease forward while this node is in contact with
+    /// the cluster (see `routing`'s module docs), and logs when it is fenced or back.
+    async fn keep_lease(self: Arc<Self>) {
+        let every = (self.section.heartbeat / 2).max(Duration::from_millis(10));
+        let fence_after = self.section.fence_after();
+        let mut serving = false;
+        while !self.stopped() {
+            tokio::time::sleep(every).await;
+            // The table the contact was proved with must be the one routing serves.
+            let installed = self.cluster.state().borrow().epoch() == self.routing.epoch();
+            if installed && let Some(at) = self.cluster.contact() {
+                self.routing.extend_lease(at + fence_after);
+            }
+            let now_serving = !self.routing.lease_expired();
+            if now_serving != serving && self.routing.epoch().0 > 0 {
+                if now_serving {
+                    info!("in contact with the cluster: serving partitions");
+                } else {
+                    warn!(
+                        fence_after = ?fence_after,
+                        "no contact with the cluster leader: fenced, not serving partitions"
+                    );
+                }
+            }
+            serving = now_serving;
         }
     }
 
@@ -534,41 +644,21 @@ impl Control {
         }
     }
 
-    async fn leader_tick(&self, m: &ClusterMetrics) -> Result<(), String> {
+    /// One round of the leader's duties; returns whether partitions remain to move.
+    async fn leader_tick(&self, m: &ClusterMetrics) -> Result<bool, String> {
         let state = self.cluster.state().borrow().clone();
         if !state.is_initialized() {
-            return Ok(());
+            return Ok(false);
         }
         self.liveness(&state, m).await?;
         let state = self.cluster.state().borrow().clone();
-        self.place(&state).await?;
-        self.retire(&state, m).await
+        let more = self.place(&state).await?;
+        self.retire(&state, m).await?;
+        Ok(more)
     }
 
     async fn liveness(&self, state: &ClusterState, m: &ClusterMetrics) -> Result<(), String> {
         let now = Instant::now();
-        let epoch = state.epoch();
-        let pings = state
-            .members
-            .iter()
-            .filter(|(id, info)| **id != self.me && info.state != MemberState::Removed)
-            .map(|(id, info)| async move {
-                // A member answers with its view; it counts as caught up once it has
-                // applied the current table (a restarted node replays older tables first,
-                // and must not be given partitions before it is past them).
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    self.call(&info.addr, Op::ClusterStatus),
-                )
-                .await;
-                let (ok, caught_up) = match answer {
-                    Ok(Ok(Response::ClusterStatus(s))) => (true, s.epoch >= epoch),
-                    Ok(Ok(_)) => (true, false),
-                    _ => (false, false),
-                };
-                (*id, info.state, ok, caught_up)
-            });
-        let results = futures::future::join_all(pings).await;
         let raft_members: BTreeSet<NodeId> = m.voters.union(&m.learners).copied().collect();
         if let Some(info) = state.members.get(&self.me)
             && matches!(info.state, MemberState::Joining | MemberState::Down)
@@ -579,31 +669,27 @@ impl Control {
             })
             .await?;
         }
-        for (id, member_state, ok, caught_up) in results {
-            let seen = {
-                let mut last = self.last_seen.lock();
-                if ok {
-                    last.insert(id, now);
-                }
-                *last.entry(id).or_insert(now)
-            };
-            match member_state {
+        let probes = self.probes.lock().clone();
+        for (id, info) in &state.members {
+            // A member the prober has not tried yet counts as seen now.
+            let Some(p) = probes.get(id) else { continue };
+            match info.state {
                 MemberState::Joining | MemberState::Down
-                    if ok && caught_up && raft_members.contains(&id) =>
+                    if p.answered && p.caught_up && raft_members.contains(id) =>
                 {
                     info!(node = %id, "member is up");
                     self.propose(Command::SetMemberState {
-                        id,
+                        id: *id,
                         state: MemberState::Active,
                     })
                     .await?;
                 }
                 MemberState::Active
-                    if !ok && now.duration_since(seen) >= self.section.down_after =>
+                    if !p.answered && now.duration_since(p.seen) >= self.section.down_after =>
                 {
                     warn!(node = %id, "member unreachable: marking it down");
                     self.propose(Command::SetMemberState {
-                        id,
+                        id: *id,
                         state: MemberState::Down,
                     })
                     .await?;
@@ -639,7 +725,8 @@ impl Control {
     }
 
     /// Moves the table one step toward the placement over the active members.
-    async fn place(&self, state: &ClusterState) -> Result<(), String> {
+    /// Returns whether copies remain after this step (and this step made progress).
+    async fn place(&self, state: &ClusterState) -> Result<bool, String> {
         let members: Vec<(NodeId, u32)> = state
             .members
             .iter()
@@ -647,7 +734,7 @@ impl Control {
             .map(|(id, i)| (*id, i.weight))
             .collect();
         if members.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let lf = self.section.load_factor;
         let Some(current) = &state.table else {
@@ -660,7 +747,10 @@ impl Control {
             )
             .map_err(|e| e.to_string())?;
             info!(members = members.len(), "first partition table");
-            return self.propose(Command::SetTable { table }).await;
+            return self
+                .propose(Command::SetTable { table })
+                .await
+                .map(|()| false);
         };
         let next_epoch = Epoch(current.epoch().0 + 1);
         let target = current
@@ -668,7 +758,7 @@ impl Control {
             .map_err(|e| e.to_string())?;
         if target.same_placement(current) {
             self.moves.lock().clear();
-            return Ok(());
+            return Ok(false);
         }
         let alive = |n: NodeId| {
             state
@@ -717,6 +807,7 @@ impl Control {
             .collect();
         // One chunk of data moves, then one committed step with them and every change
         // that needs no data (a dead owner's partitions, backups on gone nodes).
+        let more = copy.len() > self.section.move_concurrency as usize;
         let chunk: Vec<_> = copy
             .into_iter()
             .take(self.section.move_concurrency as usize)
@@ -746,7 +837,7 @@ impl Control {
             }
         }
         if adopt.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let step = current
             .advance(&target, &adopt, next_epoch)
@@ -758,7 +849,7 @@ impl Control {
             moved = ?moved,
             "table step"
         );
-        Ok(())
+        Ok(more && !moved.is_empty())
     }
 
     fn set_move(&self, p: PartitionId, state: &str, entries: u64) {

@@ -9,7 +9,16 @@
 //!   `stale_epoch`, so the client refreshes before it acts on old routing;
 //! - fenced (its data is being copied to its next owner): `unavailable` with a short
 //!   retry hint; the client retries and finds the new owner once the table commits;
-//! - no table yet (a cluster still forming): `unavailable`.
+//! - no table yet (a cluster still forming): `unavailable`;
+//! - no recent contact with the cluster (the lease, below): `unavailable`.
+//!
+//! # The contact lease
+//! A member serves only until `lease_until`, which the control plane pushes forward
+//! each time the member proves contact with a leader in contact with a quorum, with its
+//! table caught up (`ringcache_cluster::Cluster::contact` plus `cluster.fence_after`). A
+//! member cut off from the cluster, or paused and resumed, finds its lease run out at
+//! its next request, before any task has had a chance to run: the check reads the clock
+//! itself rather than a flag some task would have to clear.
 //!
 //! A request counts itself in its partition's in-flight counter from the check until it
 //! is answered. A fence first marks the partition, then waits for that counter to drain,
@@ -52,6 +61,10 @@ pub struct Routing {
     clustered: bool,
     view: RwLock<View>,
     fences: Box<[Fence]>,
+    /// The clock `lease_until` counts from.
+    base: Instant,
+    /// Nanoseconds after `base` until which this member may serve (clustered only).
+    lease_until: AtomicU64,
 }
 
 /// Counts a request in its partition until dropped.
@@ -105,6 +118,8 @@ impl Routing {
             partitions,
             clustered,
             view: RwLock::new(view),
+            base: Instant::now(),
+            lease_until: AtomicU64::new(0),
             fences: (0..partitions)
                 .map(|_| Fence {
                     fenced: AtomicBool::new(false),
@@ -125,6 +140,20 @@ impl Routing {
     #[must_use]
     pub fn me(&self) -> NodeId {
         self.me
+    }
+
+    /// Lets this member serve until `until` (never moves the lease back).
+    pub fn extend_lease(&self, until: Instant) {
+        let nanos = u64::try_from(until.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX);
+        self.lease_until.fetch_max(nanos, Ordering::SeqCst);
+    }
+
+    /// Whether the lease has run out (see the module docs).
+    #[must_use]
+    pub fn lease_expired(&self) -> bool {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now >= self.lease_until.load(Ordering::SeqCst)
     }
 
     /// The current view.
@@ -171,6 +200,20 @@ impl Routing {
             routing: Arc::clone(self),
             p: i,
         };
+        if self.lease_expired() {
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "node {} has lost contact with the cluster; it serves again once it is \
+                     back in touch with the leader",
+                    self.me.0
+                ),
+            )
+            .with_hints(Hints {
+                retry_after_ms: Some(200),
+                ..Hints::default()
+            }));
+        }
         if fence.fenced.load(Ordering::SeqCst) && !self.fence_expired(i) {
             return Err(WireError::new(
                 ErrorCode::Unavailable,

@@ -420,34 +420,32 @@ async fn killing_the_leader_elects_another_and_a_restarted_node_rejoins() {
         .expect("survivor");
     let killed_at = Instant::now();
     c.kill(leader).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut elected = false;
-    while Instant::now() < deadline && !elected {
-        elected = c
-            .status(survivor)
-            .await
-            .and_then(|s| s.leader)
-            .is_some_and(|l| l.0 != leader);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Within 10 s: a new leader, the dead node marked down, and a committed table that
+    // gives none of its partitions to it.
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
+    let replaced = wait(
+        "a new leader and table",
+        Duration::from_secs(10),
+        || async {
+            c.status(survivor).await.is_some_and(|s| {
+                s.leader.is_some_and(|l| l.0 != leader)
+                    && s.members
+                        .iter()
+                        .any(|m| m.id.0 == leader && m.state == "down" && m.primaries == 0)
+            })
+        },
+    )
+    .await;
     assert!(
-        elected,
-        "no new leader 10 s after the kill of {leader}: {:#?}\n{}",
+        replaced,
+        "no new leader and table 10 s after the kill of {leader}: {:#?}\n{}",
         c.status(survivor).await,
         [1, 2, 3]
             .map(|n| format!("--- node {n}\n{}", c.log(n)))
             .join("\n")
     );
-    // The new leader marks the dead node down and commits a table without it.
-    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
-    let s = c.settled(survivor, &rest).await;
-    assert!(
-        s.members
-            .iter()
-            .any(|m| m.id.0 == leader && m.state == "down"),
-        "{s:#?}"
-    );
     eprintln!("re-placed {:?} after the kill", killed_at.elapsed());
+    c.settled(survivor, &rest).await;
     let r = Router::new(&c).await;
     for i in 0..100 {
         r.set(&format!("after{i}"), "x")
@@ -531,7 +529,8 @@ async fn drain_completes_while_another_member_is_down() {
     );
     let mut found = 0;
     for i in 0..200 {
-        if r.get(&format!("k{i}")).await.expect("get").is_some() {
+        let got = r.get(&format!("k{i}")).await;
+        if got.expect("get").is_some() {
             found += 1;
         }
     }

@@ -89,6 +89,14 @@ fn bad_values_name_their_field() {
             "limits.max_value",
         ),
         (
+            format!("{MINIMAL}\n[cluster]\ndown_after = \"3s\"\nfence_after = \"3s\"\n"),
+            "cluster.fence_after",
+        ),
+        (
+            format!("{MINIMAL}\n[cluster]\ndown_after = \"1s\"\n"),
+            "cluster.down_after",
+        ),
+        (
             MINIMAL.replace("node_id = 3", "node_id = 3\npartitions = 0"),
             "partitions",
         ),
@@ -185,4 +193,19 @@ fn strategy_settings_parse_and_round_trip() {
         "fields the patch does not name are kept"
     );
     assert!(ns.patched("write_behind = 3").is_err());
+}
+
+#[test]
+fn fence_after_defaults_to_half_of_down_after() {
+    let v = validate(&format!("{MINIMAL}\n[cluster]\ndown_after = \"4s\"\n")).expect("valid");
+    let c = v.cluster.expect("cluster section");
+    assert_eq!(c.fence_after(), Duration::from_secs(2));
+    let v = validate(&format!(
+        "{MINIMAL}\n[cluster]\ndown_after = \"4s\"\nfence_after = \"1500ms\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        v.cluster.expect("cluster").fence_after(),
+        Duration::from_millis(1500)
+    );
 }

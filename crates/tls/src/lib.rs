@@ -16,7 +16,7 @@
 //! - [`server_config`], [`client_config`], [`ClientAuth`], [`ALPN_CLIENT`],
 //!   [`ALPN_PEER`]: rustls configurations, TLS 1.3 only.
 //! - [`quinn_server_config`], [`quinn_client_config`], [`transport_config`]: the quinn
-//!   wrappers with keep-alive 5 s, idle timeout 30 s, 64 concurrent bidi streams;
+//!   wrappers with keep-alive 2 s, idle timeout 10 s, 64 concurrent bidi streams;
 //!   [`bind_endpoint`], [`bind_udp`]: endpoints on sockets with [`UDP_SOCKET_BUFFER`].
 //! - [`node_server_name`], [`any_node_server_name`], [`client_cert_name`]: the names.
 //! - [`peer_certificate`], [`peer_node_id_matches`], [`verify_peer_node`]: "is the peer

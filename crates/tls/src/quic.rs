@@ -9,15 +9,17 @@ use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 
 use crate::error::{Result, TlsError};
 
-/// Default keep-alive interval: 5 s. Keeps idle long-lived connections (a client's
+/// Default keep-alive interval: 2 s. Keeps idle long-lived connections (a client's
 /// connection to each node, peer links) open through NAT and firewall state timeouts, and
 /// well inside [`IDLE_TIMEOUT`].
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Default idle timeout: 30 s. A peer that has not been heard from for this long (six
-/// missed keep-alives) is declared gone and its connection closed; lower it to detect dead
+/// Default idle timeout: 10 s. A peer that has not been heard from for this long (five
+/// missed keep-alives) is declared gone and its connection closed, and requests waiting
+/// on it fail (a killed node sends nothing, so this is how a client learns that requests
+/// it already sent there will not be answered, and routes again). Lower it to detect dead
 /// peers sooner at the price of false alarms under long pauses.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default limit of concurrent bidirectional streams a peer may open: 64. The protocol
 /// uses one long-lived stream per connection (a few more for parallelism); the limit
@@ -31,7 +33,7 @@ pub fn transport_config() -> TransportConfig {
     transport
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s is far below QUIC's 2^62 ms limit"),
+            IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s is far below QUIC's 2^62 ms limit"),
         ))
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS));
     transport

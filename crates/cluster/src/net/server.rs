@@ -310,6 +310,7 @@ async fn handle(cluster: &Cluster, peer: RaftNodeId, req: PeerRequest) -> PeerRe
                 Err(e) => PeerResponse::Error(fatal(&e)),
             };
         }
+        PeerRequest::Lease => return inner.lease_answer(),
         PeerRequest::Forward(cmd) => Op::Write(cmd),
         PeerRequest::AddLearner { node_id, addr } => Op::AddLearner { id: node_id, addr },
         PeerRequest::ChangeMembership { voters } => Op::ChangeMembership { voters },

@@ -74,6 +74,8 @@ pub(crate) enum PeerRequest {
         /// The sender's address.
         addr: String,
     },
+    /// "Are you the leader, in contact with a quorum?" (a member renewing its lease).
+    Lease,
 }
 
 /// What the accepting peer answers.
@@ -91,6 +93,13 @@ pub(crate) enum PeerResponse {
     Command(CommandResult),
     /// Answer to membership requests: committed.
     Membership,
+    /// Answer to [`PeerRequest::Lease`] from the leader.
+    Lease {
+        /// How long ago (ms) the leader last confirmed a quorum (`None`: never yet).
+        quorum_age_ms: Option<u64>,
+        /// The index of the last entry the leader has applied.
+        applied: Option<u64>,
+    },
     /// The request failed.
     Error(PeerError),
 }
