@@ -50,6 +50,13 @@ impl Endpoint {
             .map_err(|e| Error::Config(format!("cannot read the local address: {e}")))
     }
 
+    /// Clients on an endpoint the process already has (a node dialing its peers from the
+    /// socket it serves on, so that every packet it sends carries its own address).
+    #[must_use]
+    pub fn from_quinn(quic: quinn::Endpoint) -> Self {
+        Self { quic }
+    }
+
     pub(crate) fn quic(&self) -> &quinn::Endpoint {
         &self.quic
     }

@@ -132,44 +132,101 @@ impl Client {
             return Ok(t);
         }
         let mut last = None;
-        // This client's own node first, then every member it knows.
-        let mut sources = vec![self.clone()];
-        sources.extend(
-            self.routes()
-                .nodes
-                .lock()
-                .unwrap_or_else(poisoned)
-                .values()
-                .cloned(),
-        );
-        for c in sources {
-            match c
-                .send(&Request {
-                    epoch: Epoch(0),
-                    op: Op::ClusterInfo,
-                })
-                .await
-            {
-                Ok(Response::ClusterInfo(info)) if info.epoch.0 > 0 && !info.owners.is_empty() => {
-                    let info = Arc::new(info);
-                    *self.routes().table.write().unwrap_or_else(poisoned) = Some(Arc::clone(&info));
-                    return Ok(info);
-                }
-                Ok(Response::ClusterInfo(_)) => {
-                    last = Some(Error::Server(ringcache_proto::WireError::new(
-                        ErrorCode::Unavailable,
-                        "the cluster has no partition table yet",
-                    )));
-                }
-                Ok(other) => {
-                    last = Some(Error::Protocol(format!(
-                        "cluster info answered with {other:?}"
-                    )))
-                }
-                Err(e) => last = Some(e),
+        let mut best: Option<ClusterInfo> = None;
+        // This client's own node first, then every member it has a connection to, then
+        // the other members of the table, until one has a table newer than `seen` (a
+        // member cut off from the cluster still answers with the table it had; the
+        // newest table any member has is the best one).
+        let connected: Vec<(NodeId, Client)> = self
+            .routes()
+            .nodes
+            .lock()
+            .unwrap_or_else(poisoned)
+            .iter()
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        let mut found = false;
+        for c in std::iter::once(self.clone()).chain(connected.iter().map(|(_, c)| c.clone())) {
+            if self.ask_table(&c, seen, &mut best, &mut last).await {
+                found = true;
+                break;
             }
         }
+        let fallback = best.clone().or_else(|| {
+            self.routes()
+                .table
+                .read()
+                .unwrap_or_else(poisoned)
+                .as_deref()
+                .cloned()
+        });
+        if !found && let Some(table) = fallback {
+            for m in &table.members {
+                if connected.iter().any(|(id, _)| *id == m.id) {
+                    continue;
+                }
+                match self.node(&table, m.id).await {
+                    Ok(c) => {
+                        if self.ask_table(&c, seen, &mut best, &mut last).await {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        self.forget(m.id);
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(info) = best {
+            let info = Arc::new(info);
+            *self.routes().table.write().unwrap_or_else(poisoned) = Some(Arc::clone(&info));
+            return Ok(info);
+        }
         Err(last.unwrap_or_else(|| Error::Protocol("no node to ask for the table".into())))
+    }
+
+    /// Asks `c` for its table; keeps it in `best` if newer than what `best` holds, and
+    /// returns whether it is newer than `seen`.
+    async fn ask_table(
+        &self,
+        c: &Client,
+        seen: Epoch,
+        best: &mut Option<ClusterInfo>,
+        last: &mut Option<Error>,
+    ) -> bool {
+        match c
+            .send(&Request {
+                epoch: Epoch(0),
+                op: Op::ClusterInfo,
+            })
+            .await
+        {
+            Ok(Response::ClusterInfo(info)) if info.epoch.0 > 0 && !info.owners.is_empty() => {
+                let newer = info.epoch > seen;
+                if best.as_ref().is_none_or(|b| info.epoch > b.epoch) {
+                    *best = Some(info);
+                }
+                newer
+            }
+            Ok(Response::ClusterInfo(_)) => {
+                *last = Some(Error::Server(ringcache_proto::WireError::new(
+                    ErrorCode::Unavailable,
+                    "the cluster has no partition table yet",
+                )));
+                false
+            }
+            Ok(other) => {
+                *last = Some(Error::Protocol(format!(
+                    "cluster info answered with {other:?}"
+                )));
+                false
+            }
+            Err(e) => {
+                *last = Some(e);
+                false
+            }
+        }
     }
 
     /// The client for `node` (this one when it is the only member or unknown).

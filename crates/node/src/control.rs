@@ -138,6 +138,8 @@ pub struct Control {
     routing: Arc<Routing>,
     keyspace: Arc<Keyspace>,
     peers: Mutex<HashMap<String, Client>>,
+    /// The node's own QUIC endpoint, which the peer clients dial from.
+    endpoint: ringcache_client::Endpoint,
     moves: Mutex<Vec<MoveStatus>>,
     /// What this node's prober last learned of each member (every member probes every
     /// other, so a new leader starts with what it saw as a follower).
@@ -164,7 +166,7 @@ impl Control {
             config.advertise.clone(),
             config.data_dir.join("raft"),
             config.tls.cluster_domain.clone(),
-            config.endpoint,
+            config.endpoint.clone(),
             peer_client_config(&ca, &identity)?,
         );
         let s = &config.section;
@@ -185,6 +187,7 @@ impl Control {
             routing,
             keyspace,
             peers: Mutex::default(),
+            endpoint: ringcache_client::Endpoint::from_quinn(config.endpoint),
             moves: Mutex::default(),
             probes: Mutex::default(),
             applied: Mutex::default(),
@@ -508,7 +511,7 @@ impl Control {
         cfg.cluster_domain.clone_from(&self.tls.cluster_domain);
         cfg.connect_timeout = Duration::from_secs(2);
         cfg.request_timeout = Duration::from_secs(10);
-        let c = Client::connect(cfg).await?;
+        let c = Client::connect_on(cfg, &self.endpoint).await?;
         self.peers.lock().insert(addr.to_owned(), c.clone());
         Ok(c)
     }
