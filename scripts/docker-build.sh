@@ -101,7 +101,7 @@ chmod 0644 "$rootfs/etc/passwd" "$rootfs/etc/group" "$rootfs/etc/nsswitch.conf"
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --format=gnu \
     -C "$rootfs" -cf "$ctx/rootfs.tar" .
 cp docker/Dockerfile "$ctx/Dockerfile"
-echo "    $(echo "$libs" | wc -l) libraries: $(echo "$libs" | xargs -n1 basename | tr '\n' ' ')"
+echo "    $(echo "$libs" | wc -l) libraries: $(echo "$libs" | xargs -n1 basename | paste -sd' ')"
 echo "    rootfs.tar $(du -h "$ctx/rootfs.tar" | cut -f1), sha256 $(sha256sum "$ctx/rootfs.tar" | cut -c1-16)"
 
 # The legacy builder when BuildKit's buildx is not installed (docker build then fails

@@ -290,7 +290,16 @@ moves_note() {
 hint() {
     local bin
     bin=$(ringctl_bin)
-    [[ -n $bin ]] || bin="ringctl"
+    if [[ -z $bin ]]; then
+        cat <<EOF
+
+No ringctl on this machine (build it, or set RINGCTL): use the image's through
+  $0 ctl cluster status
+  $0 ctl set greeting hello
+Logs: docker logs -f $project-node-1    Stop: $0 down [--volumes]
+EOF
+        return
+    fi
     cat <<EOF
 
 Connect from this machine (nodes on 127.0.0.1:$((port_base + 1))..; routed requests go
@@ -299,7 +308,7 @@ to each node's own address $net.1x, reachable from the host on Linux):
   $bin -c $client_toml set greeting hello
   $bin -c $client_toml get greeting
   export RINGCACHE_CONFIG=$client_toml   # then plain \`ringctl ...\`
-Logs: docker logs -f $project-node-1    Stop: scripts/docker-cluster.sh down [--volumes]
+Logs: docker logs -f $project-node-1    Stop: $0 down [--volumes]
 EOF
 }
 

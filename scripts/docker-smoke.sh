@@ -131,8 +131,8 @@ trap cleanup EXIT
 
 if ((build)); then
     step="build"
-    log "building the image (scripts/docker-build.sh ${build_args[*]:-})"
-    "$root/scripts/docker-build.sh" "${build_args[@]}" | sed 's/^/    /'
+    log "building the image: scripts/docker-build.sh ${build_args[*]:-}"
+    "$root/scripts/docker-build.sh" "${build_args[@]}" 2>&1 | sed 's/^/    /'
     ((PIPESTATUS[0] == 0)) || fail "scripts/docker-build.sh failed"
 fi
 
@@ -200,7 +200,7 @@ deadline=$((SECONDS + 60))
 while true; do
     health=$(for n in 1 2 3; do
         docker inspect -f '{{.Name}}={{.State.Health.Status}}' "$RINGCACHE_PROJECT-node-$n"
-    done | sed 's|^/||' | tr '\n' ' ')
+    done | sed 's|^/||' | paste -sd' ')
     [[ $health != *starting* && $health != *unhealthy* ]] && break
     ((SECONDS < deadline)) || fail "containers not healthy within 60s: $health"
     sleep 1
