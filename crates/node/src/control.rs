@@ -941,10 +941,22 @@ impl Control {
             {
                 continue;
             }
-            if m.voters.contains(id) && *id != self.me {
+            // A voter leaves the Raft group first. That includes this node, the leader,
+            // when it drains itself: once the change commits without it, it steps down,
+            // the others elect a leader among themselves, and that one removes it from
+            // the member list (so leadership is handed over, not lost with the node).
+            if m.voters.contains(id) && m.voters.len() == 1 {
+                // The last voter stays until a learner is promoted beside it.
+                continue;
+            }
+            if m.voters.contains(id) {
                 let mut voters = m.voters.clone();
                 voters.remove(id);
-                info!(node = %id, "removing from the voters");
+                if *id == self.me {
+                    info!("leaving the voters: leadership passes to the others");
+                } else {
+                    info!(node = %id, "removing from the voters");
+                }
                 self.cluster
                     .change_membership(voters)
                     .await

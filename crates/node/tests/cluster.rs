@@ -251,6 +251,66 @@ async fn five_nodes_form_with_five_voters_and_balanced_partitions() {
     }
 }
 
+/// Draining the leader hands leadership to another member, moves every partition off
+/// it with its data, and removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_the_leader_hands_over_leadership() {
+    let c = Cluster::start(3).await;
+    let s = c.settled(1, &[1, 2, 3]).await;
+    let leader = s.leader.expect("leader").0;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
+    let r = Router::new(&c).await;
+    for i in 0..200 {
+        r.set(&format!("k{i}"), &format!("v{i}"))
+            .await
+            .expect("set");
+    }
+    let cl = c.client_of(leader).await.expect("client");
+    match cl
+        .request(Op::ClusterDrain {
+            node: NodeId(leader),
+        })
+        .await
+    {
+        Ok(Response::ClusterStatus(_)) => {}
+        other => panic!("drain: {other:?}"),
+    }
+    let gone = wait(
+        "the old leader to leave",
+        Duration::from_secs(60),
+        || async {
+            c.status(rest[0]).await.is_some_and(|s| {
+                s.leader.is_some_and(|l| l.0 != leader)
+                    && !s.membership_changing
+                    && s.members.iter().all(|m| m.id.0 != leader)
+            })
+        },
+    )
+    .await;
+    assert!(
+        gone,
+        "{:#?}\n{}",
+        c.status(rest[0]).await,
+        [1, 2, 3]
+            .map(|n| format!("--- node {n}\n{}", c.log(n)))
+            .join("\n")
+    );
+    let s = c.settled(rest[0], &rest).await;
+    let voters = s
+        .members
+        .iter()
+        .filter(|m| m.role == "voter" || m.role == "leader")
+        .count();
+    assert_eq!(voters, 2, "{s:#?}");
+    for i in 0..200 {
+        assert_eq!(
+            r.get(&format!("k{i}")).await.expect("get"),
+            Some(Bytes::from(format!("v{i}"))),
+            "k{i}"
+        );
+    }
+}
+
 /// A drain completes while another member is down (placement must converge instead of
 /// re-committing backup changes forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
