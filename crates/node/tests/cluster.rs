@@ -251,6 +251,94 @@ async fn five_nodes_form_with_five_voters_and_balanced_partitions() {
     }
 }
 
+/// A move cut short by the crash of the node receiving the partitions starts over
+/// cleanly: the sources serve again, nothing acknowledged is lost, and the moves run
+/// again when the node comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_interrupted_by_a_crash_restarts_cleanly() {
+    let mut c = Cluster::start(3).await;
+    c.settled(1, &[1, 2, 3]).await;
+    let r = Router::new(&c).await;
+    let keys = 4000;
+    let value = "v".repeat(200);
+    for chunk in 0..keys / 500 {
+        let items: Vec<(Bytes, Bytes, Option<Duration>)> = (chunk * 500..(chunk + 1) * 500)
+            .map(|i| {
+                (
+                    Bytes::from(format!("k{i}")),
+                    Bytes::from(format!("{value}{i}")),
+                    None,
+                )
+            })
+            .collect();
+        let stored = r.client.set_many("default", items).await.expect("set_many");
+        assert!(stored.iter().all(Result::is_ok), "{stored:?}");
+    }
+    // Every partition any table gives to node 4 (its data dies with node 4: there is no
+    // replication yet, so those keys are not expected back).
+    let c1 = c.client_of(1).await.expect("client");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        let mut given = std::collections::BTreeSet::new();
+        while !*stop.borrow() {
+            if let Ok(info) = c1.cluster_info().await {
+                for (p, o) in info.owners.iter().enumerate() {
+                    if *o == NodeId(4) {
+                        given.insert(p);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        given
+    });
+    c.add(4).await;
+    let moving = wait("moves toward node 4", Duration::from_secs(60), || async {
+        c.status(1)
+            .await
+            .is_some_and(|s| s.moves.iter().any(|m| m.to == NodeId(4)))
+    })
+    .await;
+    c.kill(4).await;
+    c.settled(1, &[1, 2, 3]).await;
+    stop_tx.send_replace(true);
+    let lost = watcher.await.expect("watcher");
+    eprintln!(
+        "node 4 killed {} its first moves; {} partitions had been handed to it",
+        if moving { "during" } else { "after" },
+        lost.len()
+    );
+    assert!(lost.len() < PARTITIONS as usize / 4, "{lost:?}");
+    let check = |r: Arc<Router>, lost: std::collections::BTreeSet<usize>| async move {
+        let mut kept = 0;
+        for i in 0..keys {
+            let key = format!("k{i}");
+            if lost.contains(&(partition_for("default", key.as_bytes(), PARTITIONS).0 as usize)) {
+                continue;
+            }
+            assert_eq!(
+                r.get(&key).await.expect("get"),
+                Some(Bytes::from(format!("{}{i}", "v".repeat(200)))),
+                "{key}"
+            );
+            kept += 1;
+        }
+        assert!(kept > keys / 2, "only {kept} keys checked");
+    };
+    // The sources of the interrupted moves serve again, every key they held intact.
+    check(Arc::clone(&r), lost.clone()).await;
+    // Node 4 comes back and the moves run to the end.
+    c.spawn(4);
+    let s = c.settled(1, &[1, 2, 3, 4]).await;
+    assert!(
+        s.members
+            .iter()
+            .any(|m| m.id == NodeId(4) && m.primaries > 0),
+        "{s:#?}"
+    );
+    check(r, lost).await;
+}
+
 /// Draining the leader hands leadership to another member, moves every partition off
 /// it with its data, and removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
