@@ -7,7 +7,10 @@
 //! - a leader cut off from the others stops serving, the others elect a new leader
 //!   and keep serving every partition;
 //! - a paused member (SIGSTOP past `down_after`) that resumes with an old table never
-//!   acknowledges a write on it (invariant 11).
+//!   acknowledges a write on it (invariant 11);
+//! - members whose clocks are an hour ahead and an hour behind (libfaketime) join, and
+//!   expire entries neither early nor late (TTLs travel as durations and run on each
+//!   node's monotonic clock; versions move past any version a node is handed).
 //!
 //! The assertions are about order, not speed: the member refuses (`unavailable`)
 //! before anyone observes its partitions placed elsewhere, and never acknowledges after
@@ -30,6 +33,7 @@ fn options() -> Options {
     Options {
         per_node_ip: true,
         down_after: "4s",
+        ..Options::default()
     }
 }
 
@@ -377,4 +381,67 @@ fn a_paused_member_never_acks_on_its_old_table() {
         );
         converged(&c, &[1, 2, 3]).await;
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_an_hour_off_expire_neither_early_nor_late() {
+    let have = std::process::Command::new("faketime")
+        .args(["-f", "-1h", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let why = "the clock-skew test needs faketime (apt-get install faketime)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let c = Cluster::start_with(
+        3,
+        Options {
+            faketime: vec![(2, "+1h"), (3, "-1h")],
+            ..Options::default()
+        },
+    )
+    .await;
+    c.settled(1, &[1, 2, 3]).await;
+    let r = Router::new(&c).await;
+    let ttl = Duration::from_secs(4);
+    // Keys on every node, the skewed ones included.
+    let mut keys = Vec::new();
+    for node in 1..=3 {
+        let key = key_owned_by(&c, node).await;
+        r.client
+            .set("default", &key, "v", ringcache_client::SetOptions::ttl(ttl))
+            .await
+            .expect("set");
+        keys.push((node, key));
+    }
+    let written = Instant::now();
+    for (node, key) in &keys {
+        let e = r
+            .client
+            .get("default", key)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{key} on node {node} expired at once"));
+        let left = e.ttl_ms.expect("a ttl");
+        assert!(
+            left <= 4_000 && left + 2_000 > 4_000,
+            "{key} on node {node} reports {left} ms left of 4000"
+        );
+    }
+    // Gone after the TTL, within a generous margin (never an hour late).
+    let gone = wait("expiry", Duration::from_secs(20), || async {
+        let mut all = true;
+        for (_, key) in &keys {
+            all &= r.get(key).await.expect("get").is_none();
+        }
+        all
+    })
+    .await;
+    assert!(
+        gone,
+        "entries outlived their 4 s TTL by 16 s on a skewed node"
+    );
+    assert!(written.elapsed() >= ttl, "expired before the TTL");
 }

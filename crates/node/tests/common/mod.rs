@@ -41,6 +41,8 @@ pub(crate) struct Options {
     pub(crate) per_node_ip: bool,
     /// `cluster.down_after`.
     pub(crate) down_after: &'static str,
+    /// Nodes run under `faketime <offset>` (libfaketime), e.g. `(2, "-1h")`.
+    pub(crate) faketime: Vec<(u64, &'static str)>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
         Self {
             per_node_ip: false,
             down_after: "3s",
+            faketime: Vec::new(),
         }
     }
 }
@@ -151,7 +154,20 @@ election_timeout = "1s"
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringcached"))
+        let bin = env!("CARGO_BIN_EXE_ringcached");
+        let mut cmd = match self.opts.faketime.iter().find(|(n, _)| *n == id) {
+            Some((_, offset)) => {
+                // Only the wall clock is off, as on a host whose time is wrong; the
+                // monotonic clock runs as ever.
+                let mut c = Command::new("faketime");
+                c.args(["-f", offset])
+                    .arg(bin)
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
