@@ -13,7 +13,7 @@ use ringcache_proto::{ErrorCode, NodeId, Op, Response};
 
 mod common;
 
-use common::{Cluster, PARTITIONS, Router, wait};
+use common::{Cluster, Options, PARTITIONS, Router, wait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_from_seeds_and_serve_every_partition() {
@@ -397,6 +397,35 @@ async fn draining_the_leader_hands_over_leadership() {
             "k{i}"
         );
     }
+}
+
+/// Members beyond `max_voters` join as non-voting members that still own partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_beyond_max_voters_stay_non_voting() {
+    let c = Cluster::start_with(
+        4,
+        Options {
+            max_voters: 3,
+            ..Options::default()
+        },
+    )
+    .await;
+    let s = c.settled(1, &[1, 2, 3, 4]).await;
+    let roles: Vec<&str> = s.members.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(
+        roles
+            .iter()
+            .filter(|r| **r == "leader" || **r == "voter")
+            .count(),
+        3,
+        "{s:#?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "learner").count(),
+        1,
+        "{s:#?}"
+    );
+    assert!(s.members.iter().all(|m| m.primaries > 0), "{s:#?}");
 }
 
 /// A drain completes while another member is down (placement must converge instead of

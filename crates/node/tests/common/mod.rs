@@ -41,6 +41,8 @@ pub(crate) struct Options {
     pub(crate) per_node_ip: bool,
     /// `cluster.down_after`.
     pub(crate) down_after: &'static str,
+    /// `cluster.max_voters`.
+    pub(crate) max_voters: u32,
     /// Nodes run under `faketime <offset>` (libfaketime), e.g. `(2, "-1h")`.
     pub(crate) faketime: Vec<(u64, &'static str)>,
 }
@@ -51,6 +53,7 @@ impl Default for Options {
             per_node_ip: false,
             down_after: "3s",
             faketime: Vec::new(),
+            max_voters: 5,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Cluster {
             format!("{ip}:{}", free_port())
         };
         let down_after = self.opts.down_after;
+        let max_voters = self.opts.max_voters;
         let seeds: Vec<String> = self
             .nodes
             .values()
@@ -138,6 +142,7 @@ advertise = "{addr}"
 {cluster}
 replication = 2
 down_after = "{down_after}"
+max_voters = {max_voters}
 heartbeat = "200ms"
 election_timeout = "1s"
 "#
@@ -245,7 +250,13 @@ election_timeout = "1s"
                     && s.members
                         .iter()
                         .filter(|m| m.state == "active")
-                        .all(|m| m.role == "leader" || m.role == "voter")
+                        .filter(|m| m.role == "leader" || m.role == "voter")
+                        .count()
+                        == active.len().min(self.opts.max_voters as usize)
+                    && s.members
+                        .iter()
+                        .filter(|m| m.state == "active")
+                        .all(|m| ["leader", "voter", "learner"].contains(&m.role.as_str()))
                     && s.members
                         .iter()
                         .filter(|m| m.state != "active")
