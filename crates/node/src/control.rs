@@ -243,30 +243,34 @@ impl Control {
             .map(|(id, m)| (*id, m.addr.clone()))
             .collect();
         let table = state.table.clone().map(Arc::new);
-        if table.as_ref().map(|t| t.epoch()) == Some(self.routing.epoch()) {
+        let current = self.routing.view().table;
+        if table.as_ref().map(|t| t.epoch()) == current.as_ref().map(|t| t.epoch()) {
             self.routing.set_view(View { table, addrs });
             return;
         }
-        let old = self.routing.set_view(View {
-            table: table.clone(),
-            addrs,
-        });
-        let (Some(new), Some(old)) = (table, old) else {
-            return;
+        // Partitions this node hands over are dropped before the new view is installed:
+        // the epoch it reports (and that the leader waits for before moving partitions
+        // here) then means "done with every older table", so a partition loaded into it
+        // afterwards can no longer be dropped by an older step. Nothing is served from
+        // them meanwhile: a partition that moves away is fenced until released below,
+        // and a node replaying old tables is past its contact lease.
+        let handed: Vec<u32> = match (&table, &current) {
+            (Some(new), Some(old)) => old
+                .iter()
+                .filter(|(p, set)| set.first() == Some(&self.me) && new.owner(*p) != Some(self.me))
+                .map(|(p, _)| p.0)
+                .collect(),
+            _ => Vec::new(),
         };
-        for (p, set) in old.iter() {
-            let was_mine = set.first() == Some(&self.me);
-            let mine = new.owner(p) == Some(self.me);
-            if was_mine && !mine {
-                let dropped = self.keyspace.drop_partition(p.0);
-                self.routing.release(p.0);
-                info!(
-                    partition = p.0,
-                    entries = dropped,
-                    epoch = new.epoch().0,
-                    "partition handed over"
-                );
-            }
+        let dropped: Vec<usize> = handed
+            .iter()
+            .map(|p| self.keyspace.drop_partition(*p))
+            .collect();
+        let epoch = table.as_ref().map_or(0, |t| t.epoch().0);
+        self.routing.set_view(View { table, addrs });
+        for (p, entries) in handed.into_iter().zip(dropped) {
+            self.routing.release(p);
+            info!(partition = p, entries, epoch, "partition handed over");
         }
     }
 
@@ -468,7 +472,9 @@ impl Control {
             node: self.me,
             leader: metrics.leader,
             term: metrics.term,
-            epoch: state.epoch(),
+            // The table this node serves with (installed, older ones done with), which
+            // can trail the state machine's by a moment.
+            epoch: self.routing.epoch(),
             partitions: state.partitions,
             replication: state.replication,
             members: state
