@@ -6,6 +6,7 @@ use hashbrown::HashTable;
 
 use crate::clock::Clock;
 use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+use crate::hash::{SHORT_KEY, short_words};
 use crate::heap::{HeapSlots, IndexedHeap};
 use crate::node::{KeyBytes, NEVER, NIL, Node, ix};
 use crate::policy::{PolicyState, Sizing};
@@ -126,8 +127,9 @@ impl Shard {
     #[inline]
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
+        let words = (key.len() <= SHORT_KEY).then(|| short_words(key));
         self.table
-            .find(hash, |&i| nodes[ix(i)].key.as_slice() == key)
+            .find(hash, |&i| nodes[ix(i)].key.is(key, words))
             .copied()
     }
 
@@ -234,7 +236,7 @@ impl Shard {
             return None;
         };
         let n = &mut self.nodes[ix(i)];
-        if n.tti != 0 {
+        if n.tti() != 0 {
             n.last_access = now.get();
         }
         if !n.pinned {
@@ -362,8 +364,7 @@ impl Shard {
             }
             let n = &mut self.nodes[ix(i)];
             n.charge = charge;
-            n.deadline = deadline;
-            n.tti = tti;
+            n.set_expiry(deadline, tti);
             n.last_access = last_access;
             self.used = self.used - old_charge + charge;
             self.stats.replaced += 1;
@@ -397,8 +398,7 @@ impl Shard {
             n.hash = hash;
             n.charge = charge;
             n.version = opts.version;
-            n.deadline = deadline;
-            n.tti = tti;
+            n.set_expiry(deadline, tti);
             n.last_access = last_access;
             n.filed_deadline = NEVER;
             n.exp_pos = NIL;
@@ -605,8 +605,12 @@ impl Shard {
         };
         let t = now.get();
         let n = &mut self.nodes[ix(i)];
-        n.deadline = ttl.map_or(NEVER, |d| crate::clock::Timestamp(t).saturating_add(d).0);
-        if n.tti != 0 {
+        let tti = n.tti();
+        n.set_expiry(
+            ttl.map_or(NEVER, |d| crate::clock::Timestamp(t).saturating_add(d).0),
+            tti,
+        );
+        if tti != 0 {
             n.last_access = t;
         }
         let pinned = n.pinned;
