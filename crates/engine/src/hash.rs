@@ -65,7 +65,7 @@ pub(crate) fn short_words(key: &[u8]) -> [u64; 2] {
 }
 
 /// The seeded hash of `key`.
-#[inline]
+#[inline(always)]
 pub(crate) fn hash(key: &[u8], seed: u64) -> u64 {
     if key.len() > SHORT_KEY {
         return xxhash_rust::xxh3::xxh3_64_with_seed(key, seed);

@@ -124,7 +124,7 @@ impl Shard {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
         let words = (key.len() <= SHORT_KEY).then(|| short_words(key));
@@ -224,7 +224,7 @@ impl Shard {
         self.read(key, hash, now, sink).map(|i| self.view(i, now))
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
         self.reads = self.reads.wrapping_add(1);
         if self.reads.is_multiple_of(READ_RECLAIM_PERIOD) && !self.expiry.is_empty() {

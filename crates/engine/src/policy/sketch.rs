@@ -80,7 +80,7 @@ impl FrequencySketch {
         let words = &self.table[block].0;
         slots
             .iter()
-            .map(|&(w, s)| ((words[w] >> s) & 15) as u32)
+            .map(|&(w, s)| ((words[w & (BLOCK_WORDS - 1)] >> s) & 15) as u32)
             .min()
             .unwrap_or(0)
     }
@@ -88,17 +88,18 @@ impl FrequencySketch {
     /// Counts one access of `hash`.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
-        let mut added = false;
         let (block, slots) = self.slots(hash);
         let words = &mut self.table[block].0;
+        // Branch-free: each counter below 15 gains one.
+        let mut added = 0u64;
         for (w, s) in slots {
-            let word = &mut words[w];
-            if (*word >> s) & 15 != 15 {
-                *word += 1 << s;
-                added = true;
-            }
+            // `w` is below BLOCK_WORDS already; the mask lets the compiler see it.
+            let word = &mut words[w & (BLOCK_WORDS - 1)];
+            let below_max = u64::from((*word >> s) & 15 != 15);
+            *word += below_max << s;
+            added |= below_max;
         }
-        if added {
+        if added != 0 {
             self.size += 1;
             if self.size >= self.sample {
                 self.reset();
