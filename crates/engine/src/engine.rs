@@ -152,10 +152,9 @@ impl EngineBuilder {
                     MIN_SHARD_BYTES
                 };
                 let n = (limit / per).clamp(1, MAX_DEFAULT_SHARDS);
-                usize::try_from(n)
-                    .unwrap_or(1)
-                    .next_power_of_two()
-                    .min(MAX_DEFAULT_SHARDS as usize)
+                // The largest power of two not above `n`, so every shard keeps at least
+                // `per` (rounding up gave 32 shards of 312 entries for 10,000 entries).
+                usize::try_from(1u64 << (63 - n.leading_zeros())).unwrap_or(1)
             }
         };
         let n = shards as u64;
