@@ -31,7 +31,7 @@ struct Padded<T>(T);
 
 /// A byte- or entry-bounded in-memory store with a pluggable eviction policy.
 ///
-/// Keys hash (xxh3, seeded) to one of a power-of-two number of shards, each behind its
+/// Keys hash (seeded: two multiplies for keys of up to 16 bytes, xxh3 beyond) to one of a power-of-two number of shards, each behind its
 /// own mutex with its own slab, table, policy and expiry schedule; the bound is split
 /// evenly between shards. Every call locks exactly one shard (whole-engine calls lock
 /// them one after another), so calls on different keys mostly run in parallel. The cost:
@@ -152,10 +152,9 @@ impl EngineBuilder {
                     MIN_SHARD_BYTES
                 };
                 let n = (limit / per).clamp(1, MAX_DEFAULT_SHARDS);
-                usize::try_from(n)
-                    .unwrap_or(1)
-                    .next_power_of_two()
-                    .min(MAX_DEFAULT_SHARDS as usize)
+                // The largest power of two not above `n`, so every shard keeps at least
+                // `per` (rounding up gave 32 shards of 312 entries for 10,000 entries).
+                usize::try_from(1u64 << (63 - n.leading_zeros())).unwrap_or(1)
             }
         };
         let n = shards as u64;
@@ -190,7 +189,7 @@ impl Engine {
 
     #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
-        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed)
+        crate::hash::hash(key, self.seed)
     }
 
     /// The shard for a hash: bits 32.. of the hash, which the table's own bucket index

@@ -31,7 +31,8 @@
 //! lazily when such an entry reaches its top.
 //!
 //! # Concurrency
-//! Keys hash (xxh3, seeded) to a power-of-two number of shards; each shard is a
+//! Keys hash (seeded; a folded multiply for keys of up to 16 bytes, xxh3 for longer
+//! ones) to a power-of-two number of shards; each shard is a
 //! `parking_lot::Mutex` around its own slab, hash table, expiry heap and policy, on its
 //! own cache lines. A call locks one shard (whole-engine calls visit them in turn), so
 //! threads collide only on the same shard; a hit costs one uncontended lock/unlock pair
@@ -63,6 +64,7 @@
 mod clock;
 mod engine;
 mod entry;
+mod hash;
 mod heap;
 mod node;
 mod policy;

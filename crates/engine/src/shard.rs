@@ -6,6 +6,7 @@ use hashbrown::HashTable;
 
 use crate::clock::Clock;
 use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+use crate::hash::{SHORT_KEY, short_words};
 use crate::heap::{HeapSlots, IndexedHeap};
 use crate::node::{KeyBytes, NEVER, NIL, Node, ix};
 use crate::policy::{PolicyState, Sizing};
@@ -51,21 +52,29 @@ impl HeapSlots for ExpirySlots<'_> {
     }
 }
 
+/// `repr(C)` because the order matters: the engine's lock sits just before the shard
+/// on the same cache line, and what every call reads next (table, slab) follows it, then
+/// what a hit updates (read count, hit/miss counters, expiry heap length, the policy's
+/// kind), so a hit touches two lines of the shard's state instead of up to six.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Shard {
-    nodes: Vec<Node>,
-    free: Vec<u32>,
     table: HashTable<u32>,
-    policy: PolicyState,
+    nodes: Vec<Node>,
+    reads: u32,
+    hits: u64,
+    misses: u64,
     expiry: IndexedHeap,
+    policy: PolicyState,
+    free: Vec<u32>,
     limit: u64,
     entries_mode: bool,
     used: u64,
     pinned_used: u64,
     pinned_entries: u64,
     stamp: u64,
+    /// Every counter but `hits` and `misses` (kept next to the table above).
     stats: Stats,
-    reads: u32,
     seed: u64,
 }
 
@@ -76,11 +85,14 @@ impl Shard {
             entries_mode,
         };
         Self {
-            nodes: Vec::new(),
-            free: Vec::new(),
             table: HashTable::new(),
-            policy: PolicyState::new(policy, sizing, seed),
+            nodes: Vec::new(),
+            reads: 0,
+            hits: 0,
+            misses: 0,
             expiry: IndexedHeap::default(),
+            policy: PolicyState::new(policy, sizing, seed),
+            free: Vec::new(),
             limit,
             entries_mode,
             used: 0,
@@ -88,7 +100,6 @@ impl Shard {
             pinned_entries: 0,
             stamp: 0,
             stats: Stats::default(),
-            reads: 0,
             seed,
         }
     }
@@ -119,15 +130,18 @@ impl Shard {
             pinned_used: self.pinned_used,
             pinned_entries: self.pinned_entries,
             capacity: self.limit,
+            hits: self.hits,
+            misses: self.misses,
             ..self.stats
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
+        let words = (key.len() <= SHORT_KEY).then(|| short_words(key));
         self.table
-            .find(hash, |&i| nodes[ix(i)].key.as_slice() == key)
+            .find(hash, |&i| nodes[ix(i)].key.is(key, words))
             .copied()
     }
 
@@ -222,7 +236,7 @@ impl Shard {
         self.read(key, hash, now, sink).map(|i| self.view(i, now))
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>, sink: &mut Sink) -> Option<u32> {
         self.reads = self.reads.wrapping_add(1);
         if self.reads.is_multiple_of(READ_RECLAIM_PERIOD) && !self.expiry.is_empty() {
@@ -230,17 +244,17 @@ impl Shard {
         }
         let found = self.find_live(key, hash, now, sink);
         let Some(i) = found else {
-            self.stats.misses += 1;
+            self.misses += 1;
             return None;
         };
         let n = &mut self.nodes[ix(i)];
-        if n.tti != 0 {
+        if n.tti() != 0 {
             n.last_access = now.get();
         }
         if !n.pinned {
             self.policy.touch(&mut self.nodes, i);
         }
-        self.stats.hits += 1;
+        self.hits += 1;
         Some(i)
     }
 
@@ -362,8 +376,7 @@ impl Shard {
             }
             let n = &mut self.nodes[ix(i)];
             n.charge = charge;
-            n.deadline = deadline;
-            n.tti = tti;
+            n.set_expiry(deadline, tti);
             n.last_access = last_access;
             self.used = self.used - old_charge + charge;
             self.stats.replaced += 1;
@@ -397,8 +410,7 @@ impl Shard {
             n.hash = hash;
             n.charge = charge;
             n.version = opts.version;
-            n.deadline = deadline;
-            n.tti = tti;
+            n.set_expiry(deadline, tti);
             n.last_access = last_access;
             n.filed_deadline = NEVER;
             n.exp_pos = NIL;
@@ -605,8 +617,12 @@ impl Shard {
         };
         let t = now.get();
         let n = &mut self.nodes[ix(i)];
-        n.deadline = ttl.map_or(NEVER, |d| crate::clock::Timestamp(t).saturating_add(d).0);
-        if n.tti != 0 {
+        let tti = n.tti();
+        n.set_expiry(
+            ttl.map_or(NEVER, |d| crate::clock::Timestamp(t).saturating_add(d).0),
+            tti,
+        );
+        if tti != 0 {
             n.last_access = t;
         }
         let pinned = n.pinned;

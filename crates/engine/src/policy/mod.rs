@@ -96,7 +96,7 @@ impl PolicyState {
         dispatch!(self, p => p.admit(nodes, i));
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn touch(&mut self, nodes: &mut [Node], i: u32) {
         dispatch!(self, p => p.touch(nodes, i));
     }

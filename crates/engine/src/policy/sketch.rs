@@ -7,9 +7,15 @@
 const BLOCK_WORDS: usize = 8;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 
+/// One key's counters: a block aligned to a cache line, so an increment or an estimate
+/// touches one line (a plain `Vec<u64>` is only 8-aligned and its blocks straddle two).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Block([u64; BLOCK_WORDS]);
+
 #[derive(Debug)]
 pub(crate) struct FrequencySketch {
-    table: Vec<u64>,
+    table: Vec<Block>,
     block_mask: u64,
     /// Increments since the last reset.
     size: u64,
@@ -22,10 +28,10 @@ impl FrequencySketch {
     /// A sketch sized for about `entries` distinct hot keys.
     pub(crate) fn new(entries: usize) -> Self {
         let capacity = entries.clamp(16, 1 << 26);
-        let words = capacity.next_power_of_two().max(BLOCK_WORDS);
+        let blocks = (capacity.next_power_of_two() / BLOCK_WORDS).max(1);
         Self {
-            table: vec![0; words],
-            block_mask: (words / BLOCK_WORDS - 1) as u64,
+            table: vec![Block::default(); blocks],
+            block_mask: (blocks - 1) as u64,
             size: 0,
             sample: 10 * capacity as u64,
             capacity,
@@ -42,7 +48,7 @@ impl FrequencySketch {
             let old = self.table.len();
             self.table.extend_from_within(..);
             debug_assert_eq!(self.table.len(), 2 * old);
-            self.block_mask = (self.table.len() / BLOCK_WORDS - 1) as u64;
+            self.block_mask = (self.table.len() - 1) as u64;
             self.capacity *= 2;
             self.sample = 10 * self.capacity as u64;
         }
@@ -53,26 +59,28 @@ impl FrequencySketch {
         self.sample
     }
 
-    /// The four (word index, shift) slots of `hash`: the block comes from the low bits,
-    /// the counter positions from one independent remix (a byte of it per counter), so
-    /// keys that share a block rarely share all four counters.
+    /// The block of `hash` (from the low bits) and its four (word in block, shift)
+    /// slots: the counter positions come from one independent remix (a byte of it per
+    /// counter), so keys that share a block rarely share all four counters.
     #[inline]
-    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
-        let block = (hash & self.block_mask) as usize * BLOCK_WORDS;
+    fn slots(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
+        let block = (hash & self.block_mask) as usize;
         let h = (hash ^ (hash >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        std::array::from_fn(|k| {
+        let slots = std::array::from_fn(|k| {
             let b = (h >> (k * 8)) as usize;
-            let word = block + (k << 1) + (b & 1);
-            (word, ((b >> 1) & 15) as u32 * 4)
-        })
+            ((k << 1) + (b & 1), ((b >> 1) & 15) as u32 * 4)
+        });
+        (block, slots)
     }
 
     /// Estimated frequency of `hash` (0..=15).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
-        self.slots(hash)
+        let (block, slots) = self.slots(hash);
+        let words = &self.table[block].0;
+        slots
             .iter()
-            .map(|&(w, s)| ((self.table[w] >> s) & 15) as u32)
+            .map(|&(w, s)| ((words[w & (BLOCK_WORDS - 1)] >> s) & 15) as u32)
             .min()
             .unwrap_or(0)
     }
@@ -80,15 +88,18 @@ impl FrequencySketch {
     /// Counts one access of `hash`.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
-        let mut added = false;
-        for (w, s) in self.slots(hash) {
-            let word = &mut self.table[w];
-            if (*word >> s) & 15 != 15 {
-                *word += 1 << s;
-                added = true;
-            }
+        let (block, slots) = self.slots(hash);
+        let words = &mut self.table[block].0;
+        // Branch-free: each counter below 15 gains one.
+        let mut added = 0u64;
+        for (w, s) in slots {
+            // `w` is below BLOCK_WORDS already; the mask lets the compiler see it.
+            let word = &mut words[w & (BLOCK_WORDS - 1)];
+            let below_max = u64::from((*word >> s) & 15 != 15);
+            *word += below_max << s;
+            added |= below_max;
         }
-        if added {
+        if added != 0 {
             self.size += 1;
             if self.size >= self.sample {
                 self.reset();
@@ -99,7 +110,7 @@ impl FrequencySketch {
     /// Halves every counter.
     fn reset(&mut self) {
         let mut odd = 0u64;
-        for w in &mut self.table {
+        for w in self.table.iter_mut().flat_map(|b| b.0.iter_mut()) {
             odd += u64::from((*w & 0x1111_1111_1111_1111).count_ones());
             *w = (*w >> 1) & RESET_MASK;
         }

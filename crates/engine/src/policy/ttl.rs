@@ -44,7 +44,7 @@ impl TtlPolicy {
 
     pub(crate) fn touch(&mut self, nodes: &mut [Node], i: u32) {
         // A read moves only an idle deadline (the shard updated `last_access`).
-        if nodes[ix(i)].tti != 0 {
+        if nodes[ix(i)].tti() != 0 {
             self.deadline_changed(nodes, i);
         }
     }
