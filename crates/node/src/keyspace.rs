@@ -62,6 +62,18 @@ pub struct Namespace {
     pub strategy: Option<Arc<Strategy>>,
 }
 
+/// The engines' hash seed: random per process, so clients cannot pick keys that all
+/// collide in a node's tables (the engine's default seed is fixed for reproducible runs).
+fn hash_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
+}
+
 fn build_partitions(
     config: &NamespaceConfig,
     partitions: u32,
@@ -74,6 +86,7 @@ fn build_partitions(
     (0..partitions)
         .map(|_| Partition {
             engine: Engine::builder(Capacity::Bytes(per))
+                .seed(hash_seed())
                 .policy(config.policy)
                 // Partitions already spread the lock traffic.
                 .shards(1)
