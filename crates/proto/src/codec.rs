@@ -19,7 +19,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::RequestId;
+use crate::wire::{self, OpRef, RequestRef};
+use crate::{Request, RequestId, Response};
 
 /// The protocol version this build speaks (the first field of every frame).
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -132,18 +133,77 @@ pub fn encode<T: Serialize>(
     max_frame: u32,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| serialize(msg, out))
+}
+
+/// As [`encode`] for a request given by borrowed parts (a GET or SET is written without
+/// serde; the bytes are the same).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_request(
+    request_id: RequestId,
+    req: RequestRef<'_>,
+    max_frame: u32,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| match req.op {
+        OpRef::Op(op) => {
+            // A struct is its fields in order: the epoch, then the operation.
+            wire::put_varint(out, req.epoch.0);
+            serialize(op, out)
+        }
+        OpRef::Get { .. } | OpRef::Set { .. } => {
+            wire::put_request(out, req);
+            Ok(())
+        }
+    })
+}
+
+/// As [`encode`] for a response (a `Value` or `Stored` answer is written without serde;
+/// the bytes are the same).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_response(
+    request_id: RequestId,
+    resp: &Response,
+    max_frame: u32,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| {
+        if wire::put_response(out, resp) {
+            Ok(())
+        } else {
+            serialize(resp, out)
+        }
+    })
+}
+
+fn serialize<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let mut w = out.writer();
+    bincode::serde::encode_into_std_write(msg, &mut w, wire_config())
+        .map(drop)
+        .map_err(|e| EncodeError::Serialize {
+            reason: e.to_string(),
+        })
+}
+
+/// Appends the header, lets `body` write the body, then fills in the length (or takes
+/// everything back out on error).
+fn frame(
+    request_id: RequestId,
+    max_frame: u32,
+    out: &mut BytesMut,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u16_le(PROTOCOL_VERSION);
     out.put_u64_le(request_id.0);
-    let mut w = out.writer();
-    let res = bincode::serde::encode_into_std_write(msg, &mut w, wire_config());
-    let out = w.into_inner();
-    if let Err(e) = res {
+    if let Err(e) = body(out) {
         out.truncate(start);
-        return Err(EncodeError::Serialize {
-            reason: e.to_string(),
-        });
+        return Err(e);
     }
     let len = out.len() - start - LEN_PREFIX;
     match u32::try_from(len) {
@@ -171,6 +231,42 @@ pub fn encode<T: Serialize>(
 pub fn decode<T: DeserializeOwned>(
     buf: &mut BytesMut,
     max_frame: u32,
+) -> Result<Option<(RequestId, T)>, FrameError> {
+    decode_with(buf, max_frame, decode_body::<T>)
+}
+
+/// As [`decode`] for a request (a GET or SET is read without serde; the result is the
+/// same).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_request(
+    buf: &mut BytesMut,
+    max_frame: u32,
+) -> Result<Option<(RequestId, Request)>, FrameError> {
+    decode_with(buf, max_frame, |body| {
+        wire::get_request(body).or_else(|| decode_body(body))
+    })
+}
+
+/// As [`decode`] for a response (a `Value` or `Stored` answer is read without serde; the
+/// result is the same).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_response(
+    buf: &mut BytesMut,
+    max_frame: u32,
+) -> Result<Option<(RequestId, Response)>, FrameError> {
+    decode_with(buf, max_frame, |body| {
+        wire::get_response(body).or_else(|| decode_body(body))
+    })
+}
+
+fn decode_with<T>(
+    buf: &mut BytesMut,
+    max_frame: u32,
+    body: impl FnOnce(&[u8]) -> Option<T>,
 ) -> Result<Option<(RequestId, T)>, FrameError> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Ok(None);
@@ -204,7 +300,7 @@ pub fn decode<T: DeserializeOwned>(
             request_id,
         });
     }
-    match decode_body::<T>(&frame) {
+    match body(&frame) {
         Some(msg) => Ok(Some((request_id, msg))),
         None => Err(FrameError::Malformed { request_id }),
     }
