@@ -290,20 +290,29 @@ fn decode_with<T>(
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    let mut frame = buf.split_to(total);
-    frame.advance(LEN_PREFIX);
-    let version = frame.get_u16_le();
-    let request_id = RequestId(frame.get_u64_le());
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::UnsupportedVersion {
+    // Decoded in place, then skipped: splitting the frame off would make the buffer
+    // shared (an allocation the first time) and cost a reference count per frame.
+    let frame = buf
+        .get(LEN_PREFIX..total)
+        .expect("total <= buf.len(), checked above");
+    let (header, payload) = frame.split_at(FIXED);
+    let version = u16::from_le_bytes(header[..2].try_into().expect("2 of the 10 header bytes"));
+    let request_id = RequestId(u64::from_le_bytes(
+        header[2..].try_into().expect("8 of the 10 header bytes"),
+    ));
+    let result = if version != PROTOCOL_VERSION {
+        Err(FrameError::UnsupportedVersion {
             got: version,
             request_id,
-        });
-    }
-    match body(&frame) {
-        Some(msg) => Ok(Some((request_id, msg))),
-        None => Err(FrameError::Malformed { request_id }),
-    }
+        })
+    } else {
+        match body(payload) {
+            Some(msg) => Ok(Some((request_id, msg))),
+            None => Err(FrameError::Malformed { request_id }),
+        }
+    };
+    buf.advance(total);
+    result
 }
 
 /// Decodes a whole body, or `None` if it is not exactly one valid message.
