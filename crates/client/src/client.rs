@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringcache_proto::{
-    ClusterInfo, Entry, NamespaceStats, NodeId, Op, Request, Response, SetItem, WireError,
-    WriteCondition,
+    ClusterInfo, Entry, Epoch, NamespaceStats, NodeId, Op, OpRef, RequestRef, Response, SetItem,
+    WireError, WriteCondition,
 };
 use ringcache_tls::{
     ALPN_CLIENT, any_node_server_name, client_config, load_cert_pem, load_identity,
@@ -97,6 +97,15 @@ fn idempotent(op: &Op) -> bool {
         Op::Set { condition, .. } => *condition == WriteCondition::Always,
         Op::Delete { if_version, .. } => if_version.is_none(),
         _ => true,
+    }
+}
+
+/// As [`idempotent`], for an operation given by borrowed parts.
+fn idempotent_ref(op: OpRef<'_>) -> bool {
+    match op {
+        OpRef::Get { .. } => true,
+        OpRef::Set { condition, .. } => condition == WriteCondition::Always,
+        OpRef::Op(op) => idempotent(op),
     }
 }
 
@@ -305,16 +314,27 @@ impl Client {
             .limits
             .check(&op)
             .map_err(Error::Invalid)?;
-        self.send(&Request {
-            epoch: ringcache_proto::Epoch(0),
-            op,
+        self.send(RequestRef {
+            epoch: Epoch(0),
+            op: OpRef::from(&op),
         })
         .await
     }
 
+    /// Sends a GET or SET given by borrowed parts (no `Op` is built for it), routed like
+    /// [`Client::request`].
+    async fn request_ref(&self, op: OpRef<'_>) -> Result<Response> {
+        self.inner
+            .config
+            .limits
+            .check_ref(op)
+            .map_err(Error::Invalid)?;
+        self.routed_ref(op).await
+    }
+
     /// Sends `req` on this client's own connection (no routing).
-    pub(crate) async fn send(&self, req: &Request) -> Result<Response> {
-        let repeatable = idempotent(&req.op);
+    pub(crate) async fn send(&self, req: RequestRef<'_>) -> Result<Response> {
+        let repeatable = idempotent_ref(req.op);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -333,7 +353,7 @@ impl Client {
         }
     }
 
-    async fn once(&self, req: &Request) -> Result<Response> {
+    async fn once(&self, req: RequestRef<'_>) -> Result<Response> {
         let conn = self.connection().await?;
         let after = self.inner.config.request_timeout;
         // `conn` stays held until the answer: a connection is finished only once no
@@ -392,11 +412,11 @@ impl Client {
     /// # Errors
     /// See [`Client::request`].
     pub async fn get(&self, ns: &str, key: impl AsRef<[u8]>) -> Result<Option<Entry>> {
-        let op = Op::Get {
-            ns: ns.to_owned(),
-            key: Bytes::copy_from_slice(key.as_ref()),
+        let op = OpRef::Get {
+            ns,
+            key: key.as_ref(),
         };
-        match self.request(op).await? {
+        match self.request_ref(op).await? {
             Response::Value(v) => Ok(v),
             other => Err(unexpected("get", &other)),
         }
@@ -436,14 +456,15 @@ impl Client {
         value: impl Into<Bytes>,
         opts: SetOptions,
     ) -> Result<u64> {
-        let op = Op::Set {
-            ns: ns.to_owned(),
-            key: Bytes::copy_from_slice(key.as_ref()),
-            value: value.into(),
+        let value = value.into();
+        let op = OpRef::Set {
+            ns,
+            key: key.as_ref(),
+            value: &value,
             ttl_ms: opts.ttl.map(ms),
             condition: opts.condition,
         };
-        match self.request(op).await? {
+        match self.request_ref(op).await? {
             Response::Stored { version } => Ok(version),
             other => Err(unexpected("set", &other)),
         }

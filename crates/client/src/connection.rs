@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcache_proto::{Request, RequestId, Response, decode, encode};
+use ringcache_proto::{RequestId, RequestRef, decode_response, encode_request};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
@@ -32,7 +32,7 @@ const CHUNK: usize = 64 << 10;
 #[derive(Debug)]
 pub(crate) enum Done {
     /// The node's answer.
-    Response(Response),
+    Response(ringcache_proto::Response),
     /// The connection failed (or the response could not be decoded); why.
     Lost(String),
     /// No answer by the deadline.
@@ -228,7 +228,7 @@ impl Connection {
 
     /// Queues a request for the writer; the returned future yields how it ended (within
     /// the request timeout, or a timeout at most two sweeper ticks after it).
-    pub(crate) async fn send(&self, req: &Request) -> Result<Waiting, Error> {
+    pub(crate) async fn send(&self, req: RequestRef<'_>) -> Result<Waiting, Error> {
         loop {
             if let Some(w) = self.try_send(req)? {
                 return Ok(w);
@@ -246,7 +246,7 @@ impl Connection {
     }
 
     /// Encodes `req` into the output buffer unless it is full (`None`).
-    fn try_send(&self, req: &Request) -> Result<Option<Waiting>, Error> {
+    fn try_send(&self, req: RequestRef<'_>) -> Result<Option<Waiting>, Error> {
         let deadline_ms = self
             .shared
             .clock_ms
@@ -264,7 +264,7 @@ impl Connection {
         }
         let was_empty = st.out.is_empty();
         let id = st.pending.insert(deadline_ms);
-        if let Err(e) = encode(RequestId(id), req, self.max_frame, &mut st.out) {
+        if let Err(e) = encode_request(RequestId(id), req, self.max_frame, &mut st.out) {
             st.pending.remove(id);
             return Err(Error::Invalid(ringcache_proto::WireError::new(
                 ringcache_proto::ErrorCode::FrameTooLarge,
@@ -394,7 +394,7 @@ async fn read_task(mut recv: quinn::RecvStream, max_frame: u32, shared: Arc<Shar
     let reason = loop {
         let mut fatal = None;
         loop {
-            match decode::<Response>(&mut buf, max_frame) {
+            match decode_response(&mut buf, max_frame) {
                 Ok(Some((id, resp))) => answers.push((id.0, Done::Response(resp))),
                 Ok(None) => break,
                 Err(e) if e.is_fatal() => {

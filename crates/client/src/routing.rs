@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ringcache_placement::partition_for;
 use ringcache_proto::{
-    ClusterInfo, Epoch, ErrorCode, NodeId, Op, Request, RequestMode, Response, SetItem,
+    ClusterInfo, Epoch, ErrorCode, NodeId, Op, OpRef, RequestMode, RequestRef, Response, SetItem,
 };
 
 use crate::client::Client;
@@ -96,22 +96,21 @@ impl Client {
     /// Sends `op` where the table says it belongs.
     pub(crate) async fn routed(&self, op: Op) -> Result<Response> {
         match target(&op) {
-            Target::Any => self
-                .send(&Request {
-                    epoch: Epoch(0),
-                    op,
-                })
-                .await
-                .and_then(into_result),
-            Target::Key(ns, key) => {
-                let (ns, key) = (ns.to_owned(), key.to_vec());
-                self.keyed(&ns, &key, op).await
-            }
+            Target::Any => self.send(anywhere(&op)).await.and_then(into_result),
+            Target::Key(ns, key) => self.keyed(ns, key, OpRef::from(&op)).await,
             Target::Batch => match op {
                 Op::With { mode, op } => self.batch(*op, Some(mode)).await,
                 op => self.batch(op, None).await,
             },
             Target::All => self.everywhere(op).await,
+        }
+    }
+
+    /// As [`Client::routed`] for a GET or SET given by borrowed parts (a single key).
+    pub(crate) async fn routed_ref(&self, op: OpRef<'_>) -> Result<Response> {
+        match op {
+            OpRef::Get { ns, key } | OpRef::Set { ns, key, .. } => self.keyed(ns, key, op).await,
+            OpRef::Op(op) => self.routed(op.clone()).await,
         }
     }
 
@@ -195,13 +194,7 @@ impl Client {
         best: &mut Option<ClusterInfo>,
         last: &mut Option<Error>,
     ) -> bool {
-        match c
-            .send(&Request {
-                epoch: Epoch(0),
-                op: Op::ClusterInfo,
-            })
-            .await
-        {
+        match c.send(anywhere(&Op::ClusterInfo)).await {
             Ok(Response::ClusterInfo(info)) if info.epoch.0 > 0 && !info.owners.is_empty() => {
                 let newer = info.epoch > seen;
                 if best.as_ref().is_none_or(|b| info.epoch > b.epoch) {
@@ -270,18 +263,22 @@ impl Client {
 
     /// Sends to the owner of `key` until it answers something other than a routing
     /// error, or the request timeout passes.
-    async fn keyed(&self, ns: &str, key: &[u8], op: Op) -> Result<Response> {
+    async fn keyed(&self, ns: &str, key: &[u8], op: OpRef<'_>) -> Result<Response> {
         let deadline = Instant::now() + self.config().request_timeout;
-        let mut req = Request {
-            epoch: Epoch(0),
-            op,
-        };
         loop {
             let table = self.table().await?;
-            let owner = owner_of(&table, ns, key);
-            req.epoch = table.epoch;
+            // One member (a standalone node) owns everything: no need to hash the key.
+            let owner = if table.members.len() <= 1 {
+                table.members.first().map_or(NodeId(0), |m| m.id)
+            } else {
+                owner_of(&table, ns, key)
+            };
+            let req = RequestRef {
+                epoch: table.epoch,
+                op,
+            };
             let result = match self.node(&table, owner).await {
-                Ok(c) => c.send(&req).await.and_then(into_result),
+                Ok(c) => c.send(req).await.and_then(into_result),
                 Err(e) => {
                     self.forget(owner);
                     Err(e)
@@ -391,16 +388,10 @@ impl Client {
             _ => return Err(Error::Protocol("not a batch".into())),
         };
         let Some(first) = first else {
-            return self
-                .send(&Request {
-                    epoch: Epoch(0),
-                    op,
-                })
-                .await
-                .and_then(into_result);
+            return self.send(anywhere(&op)).await.and_then(into_result);
         };
         let seen = self.table().await?.epoch;
-        match self.keyed(&ns, &first, op.clone()).await {
+        match self.keyed(&ns, &first, OpRef::from(&op)).await {
             // Keys that moved apart: split again by the new table.
             Err(e) if reroute(&e).is_some() => {
                 let table = self.refresh_table(seen).await?;
@@ -422,30 +413,25 @@ impl Client {
     async fn everywhere(&self, op: Op) -> Result<Response> {
         let table = self.table().await?;
         if table.members.len() <= 1 {
-            return self
-                .send(&Request {
-                    epoch: Epoch(0),
-                    op,
-                })
-                .await
-                .and_then(into_result);
+            return self.send(anywhere(&op)).await.and_then(into_result);
         }
         let mut total = 0;
         for m in &table.members {
             let c = self.node(&table, m.id).await?;
-            match c
-                .send(&Request {
-                    epoch: Epoch(0),
-                    op: op.clone(),
-                })
-                .await
-                .and_then(into_result)?
-            {
+            match c.send(anywhere(&op)).await.and_then(into_result)? {
                 Response::Purged(n) => total += n,
                 other => return Err(Error::Protocol(format!("purge answered with {other:?}"))),
             }
         }
         Ok(Response::Purged(total))
+    }
+}
+
+/// `op` for any node (epoch 0: not routed by a table).
+fn anywhere(op: &Op) -> RequestRef<'_> {
+    RequestRef {
+        epoch: Epoch(0),
+        op: OpRef::from(op),
     }
 }
 

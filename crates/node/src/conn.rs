@@ -12,7 +12,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use ringcache_proto::{
-    EncodeError, ErrorCode, FrameError, Request, RequestId, Response, WireError, decode, encode,
+    EncodeError, ErrorCode, FrameError, RequestId, Response, WireError, decode_request,
+    encode_response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -62,7 +63,7 @@ where
     loop {
         let mut fatal = None;
         loop {
-            match decode::<Request>(&mut inbuf, max_frame) {
+            match decode_request(&mut inbuf, max_frame) {
                 Ok(Some((id, req))) => match handler.handle(req) {
                     Reply::Ready(r) => respond(id, &r, max_frame, &mut outbuf),
                     Reply::Pending(_) if waiting.len() >= MAX_PENDING => respond(
@@ -157,14 +158,14 @@ pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 
 /// Encodes a response; one too large for a frame is replaced by an error saying so.
 fn respond(id: RequestId, resp: &Response, max_frame: u32, out: &mut BytesMut) {
-    match encode(id, resp, max_frame, out) {
+    match encode_response(id, resp, max_frame, out) {
         Ok(()) => {}
         Err(EncodeError::TooLarge { len, max }) => {
             let e = WireError::new(
                 ErrorCode::FrameTooLarge,
                 format!("response of {len} bytes exceeds max_frame = {max}; ask for fewer keys"),
             );
-            if let Err(e) = encode(id, &Response::Error(e), max_frame, out) {
+            if let Err(e) = encode_response(id, &Response::Error(e), max_frame, out) {
                 tracing::error!(error = %e, "cannot encode an error response");
             }
         }

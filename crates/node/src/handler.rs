@@ -60,6 +60,26 @@ fn pending(
     ))
 }
 
+/// The partition of a single-key request when already computed (in a cluster, admission
+/// hashes the key; the lookup reuses it).
+type Known = Option<PartitionId>;
+
+/// The partitions a request is counted in until answered (one without an allocation:
+/// most requests name one key).
+enum Admitted {
+    One(Option<InFlight>),
+    Many(Vec<InFlight>),
+}
+
+impl Admitted {
+    fn is_empty(&self) -> bool {
+        match self {
+            Admitted::One(g) => g.is_none(),
+            Admitted::Many(v) => v.is_empty(),
+        }
+    }
+}
+
 /// Attempts of an increment's read-modify-write before giving up under contention.
 const INCREMENT_ATTEMPTS: usize = 64;
 
@@ -185,11 +205,11 @@ impl Handler {
         if let Err(e) = self.limits.check(&req.op) {
             return Reply::Ready(Response::Error(e));
         }
-        let admitted = match self.admit(&req.op, req.epoch) {
-            Ok(g) => g,
+        let (admitted, known) = match self.admit(&req.op, req.epoch) {
+            Ok(a) => a,
             Err(e) => return Reply::Ready(Response::Error(e)),
         };
-        match self.route(req.op) {
+        match self.route(req.op, known) {
             // The request stays counted in its partitions until answered.
             Ok(Reply::Pending(f)) if !admitted.is_empty() => Reply::Pending(Box::pin(async move {
                 let r = f.await;
@@ -201,10 +221,11 @@ impl Handler {
         }
     }
 
-    /// Checks that this node serves every partition the request touches.
-    fn admit(&self, op: &Op, epoch: Epoch) -> Result<Vec<InFlight>, WireError> {
+    /// Checks that this node serves every partition the request touches; also returns
+    /// a single-key request's partition, so it is hashed once per request.
+    fn admit(&self, op: &Op, epoch: Epoch) -> Result<(Admitted, Known), WireError> {
         if !self.routing.is_clustered() {
-            return Ok(Vec::new());
+            return Ok((Admitted::One(None), None));
         }
         let n = self.keyspace.partition_count();
         let op = match op {
@@ -217,19 +238,23 @@ impl Handler {
             | Op::Delete { ns, key, .. }
             | Op::Exists { ns, key }
             | Op::Touch { ns, key, .. }
-            | Op::Increment { ns, key, .. } => vec![partition_for(ns, key, n)],
+            | Op::Increment { ns, key, .. } => {
+                let p = partition_for(ns, key, n);
+                return Ok((Admitted::One(self.routing.admit(p, epoch)?), Some(p)));
+            }
             Op::GetMany { ns, keys } => keys.iter().map(|k| partition_for(ns, k, n)).collect(),
             Op::SetMany { ns, items } => {
                 items.iter().map(|i| partition_for(ns, &i.key, n)).collect()
             }
-            _ => return Ok(Vec::new()),
+            _ => return Ok((Admitted::One(None), None)),
         };
         parts.sort_unstable();
         parts.dedup();
-        parts
+        let admitted = parts
             .into_iter()
             .filter_map(|p| self.routing.admit(p, epoch).transpose())
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((Admitted::Many(admitted), None))
     }
 
     /// Cluster and peer operations.
@@ -316,26 +341,30 @@ impl Handler {
         self.handle(req).wait().await
     }
 
-    /// Store-backed namespaces, admin operations, then the synchronous rest.
-    fn route(&self, op: Op) -> Result<Reply, WireError> {
+    /// Keyed data operations (to the strategy, or the engine), admin operations, then
+    /// the synchronous rest. `known`: the partition of a single-key operation, if
+    /// already computed.
+    fn route(&self, op: Op, known: Known) -> Result<Reply, WireError> {
         if let Op::With { mode, op } = op {
-            return self.with_mode(mode, *op);
+            return self.with_mode(mode, *op, known);
         }
-        let strategy_ns = match &op {
+        let ns = match &op {
             Op::Get { ns, .. }
             | Op::GetMany { ns, .. }
             | Op::Set { ns, .. }
             | Op::SetMany { ns, .. }
             | Op::Delete { ns, .. }
             | Op::Exists { ns, .. }
-            | Op::Increment { ns, .. } => {
-                let ns = self.ns(ns)?;
-                ns.strategy.clone().map(|s| (ns, s))
-            }
+            | Op::Touch { ns, .. }
+            | Op::Increment { ns, .. } => Some(self.ns(ns)?),
             _ => None,
         };
-        if let Some((ns, strategy)) = strategy_ns {
-            return self.with_strategy(&ns, &strategy, op, RequestMode::default());
+        if let Some(ns) = ns {
+            // The namespace is looked up once; `data` and `with_strategy` take it.
+            return match &ns.strategy {
+                Some(s) => self.with_strategy(&ns, s, op, RequestMode::default(), known),
+                None => self.data(&ns, op, known).map(Reply::Ready),
+            };
         }
         match op {
             Op::ClusterStatus
@@ -418,7 +447,7 @@ impl Handler {
     }
 
     /// A data operation with the strategy overridden for this request.
-    fn with_mode(&self, mode: RequestMode, op: Op) -> Result<Reply, WireError> {
+    fn with_mode(&self, mode: RequestMode, op: Op, known: Known) -> Result<Reply, WireError> {
         let name = match &op {
             Op::Get { ns, .. }
             | Op::GetMany { ns, .. }
@@ -433,8 +462,8 @@ impl Handler {
             }
         };
         let ns = self.ns(&name)?;
-        match ns.strategy.clone() {
-            Some(s) => self.with_strategy(&ns, &s, op, mode),
+        match &ns.strategy {
+            Some(s) => self.with_strategy(&ns, s, op, mode, known),
             None if matches!(
                 mode.write,
                 Some(WriteOverride::WriteThrough | WriteOverride::WriteAround)
@@ -445,7 +474,7 @@ impl Handler {
                     format!("namespace {name:?} has no store to write through or around"),
                 ))
             }
-            None => self.dispatch(op).map(Reply::Ready),
+            None => self.data(&ns, op, known).map(Reply::Ready),
         }
     }
 
@@ -475,8 +504,13 @@ impl Handler {
         Ok(found)
     }
 
+    /// The partition of `key` in `ns`: `known` when the caller computed it already.
+    fn pid(&self, ns: &Namespace, key: &[u8], known: Known) -> PartitionId {
+        known.unwrap_or_else(|| partition_for(&ns.name, key, self.keyspace.partition_count()))
+    }
+
     fn pindex(&self, ns: &Namespace, key: &[u8]) -> usize {
-        partition_for(&ns.name, key, self.keyspace.partition_count()).0 as usize
+        self.pid(ns, key, None).0 as usize
     }
 
     /// Data operations on a namespace with a store.
@@ -486,13 +520,15 @@ impl Handler {
         s: &Arc<Strategy>,
         op: Op,
         mode: RequestMode,
+        known: Known,
     ) -> Result<Reply, WireError> {
         let load = !mode.no_load;
         let write = mode.write;
         let default_ttl = ns.default_ttl();
         let ttl_of = move |ttl_ms: Option<u64>| ttl_ms.map(Duration::from_millis).or(default_ttl);
         Ok(match op {
-            Op::Get { key, .. } => match s.get_as(self.pindex(ns, &key), &key, load) {
+            Op::Get { key, .. } => match s.get_as(self.pid(ns, &key, known).0 as usize, &key, load)
+            {
                 Ok(v) => Reply::Ready(Response::Value(v)),
                 Err(load) => pending(async move { load.await.map(Response::Value) }),
             },
@@ -519,9 +555,9 @@ impl Handler {
                     })
                 }
             }
-            Op::Exists { key, .. } => {
-                Reply::Ready(Response::Exists(s.contains(self.pindex(ns, &key), &key)))
-            }
+            Op::Exists { key, .. } => Reply::Ready(Response::Exists(
+                s.contains(self.pid(ns, &key, known).0 as usize, &key),
+            )),
             Op::Set {
                 key,
                 value,
@@ -529,7 +565,7 @@ impl Handler {
                 condition,
                 ..
             } => {
-                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                let (s, p) = (Arc::clone(s), self.pid(ns, &key, known).0 as usize);
                 pending(async move {
                     let w = s
                         .write_as(
@@ -570,7 +606,7 @@ impl Handler {
             Op::Delete {
                 key, if_version, ..
             } => {
-                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                let (s, p) = (Arc::clone(s), self.pid(ns, &key, known).0 as usize);
                 let cond = if_version.map_or(Condition::Always, Condition::IfVersion);
                 pending(async move {
                     let w = s.write_as(p, key, None, None, cond, write).await?;
@@ -580,7 +616,7 @@ impl Handler {
             Op::Increment {
                 key, delta, ttl_ms, ..
             } => {
-                let (s, p) = (Arc::clone(s), self.pindex(ns, &key));
+                let (s, p) = (Arc::clone(s), self.pid(ns, &key, known).0 as usize);
                 pending(async move {
                     for _ in 0..INCREMENT_ATTEMPTS {
                         let current = match s.get(p, &key) {
@@ -614,7 +650,7 @@ impl Handler {
                     Err(contended())
                 })
             }
-            other => self.dispatch(other).map(Reply::Ready)?,
+            other => self.data(ns, other, known).map(Reply::Ready)?,
         })
     }
 
@@ -628,84 +664,64 @@ impl Handler {
     }
 
     fn part<'a>(&self, ns: &'a Namespace, key: &[u8]) -> &'a Partition {
-        ns.partition(partition_for(
-            &ns.name,
-            key,
-            self.keyspace.partition_count(),
-        ))
+        ns.partition(self.pid(ns, key, None))
     }
 
-    fn dispatch(&self, op: Op) -> Result<Response, WireError> {
+    /// A keyed data operation on a namespace without a store (or one a strategy serves
+    /// from the engine alone).
+    fn data(&self, ns: &Namespace, op: Op, known: Known) -> Result<Response, WireError> {
+        let part = |key: &[u8]| ns.partition(self.pid(ns, key, known));
         Ok(match op {
-            Op::Ping => Response::Pong { node: self.node },
-            Op::Get { ns, key } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Value(self.part(ns, &key).engine.get_entry(&key).map(entry))
-            }
-            Op::GetMany { ns, keys } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Values(
-                    keys.iter()
-                        .map(|k| self.part(ns, k).engine.get_entry(k).map(entry))
-                        .collect(),
-                )
-            }
+            Op::Get { key, .. } => Response::Value(part(&key).engine.get_entry(&key).map(entry)),
+            Op::GetMany { keys, .. } => Response::Values(
+                keys.iter()
+                    .map(|k| self.part(ns, k).engine.get_entry(k).map(entry))
+                    .collect(),
+            ),
             Op::Set {
-                ns,
                 key,
                 value,
                 ttl_ms,
                 condition,
-            } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Stored {
-                    version: self.set(ns, &key, value, ttl_ms, condition)?,
-                }
-            }
-            Op::SetMany { ns, items } => {
-                let ns = &*self.ns(&ns)?;
-                Response::StoredMany(
-                    items
-                        .into_iter()
-                        .map(|SetItem { key, value, ttl_ms }| {
-                            self.set(ns, &key, value, ttl_ms, WriteCondition::Always)
-                        })
-                        .collect(),
-                )
-            }
+                ..
+            } => Response::Stored {
+                version: self.set(ns, part(&key), &key, value, ttl_ms, condition)?,
+            },
+            Op::SetMany { items, .. } => Response::StoredMany(
+                items
+                    .into_iter()
+                    .map(|SetItem { key, value, ttl_ms }| {
+                        let p = self.part(ns, &key);
+                        self.set(ns, p, &key, value, ttl_ms, WriteCondition::Always)
+                    })
+                    .collect(),
+            ),
             Op::Delete {
-                ns,
-                key,
-                if_version,
+                key, if_version, ..
             } => {
-                let ns = &*self.ns(&ns)?;
                 let cond = if_version.map_or(Condition::Always, Condition::IfVersion);
-                match self.part(ns, &key).engine.remove_if(&key, cond) {
+                match part(&key).engine.remove_if(&key, cond) {
                     Ok(removed) => Response::Deleted(removed.is_some()),
                     Err(e) => return Err(insert_error(e, 0)),
                 }
             }
-            Op::Exists { ns, key } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Exists(self.part(ns, &key).engine.contains(&key))
-            }
-            Op::Touch { ns, key, ttl_ms } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Touched(
-                    self.part(ns, &key)
-                        .engine
-                        .touch(&key, ttl_ms.map(Duration::from_millis)),
-                )
-            }
+            Op::Exists { key, .. } => Response::Exists(part(&key).engine.contains(&key)),
+            Op::Touch { key, ttl_ms, .. } => Response::Touched(
+                part(&key)
+                    .engine
+                    .touch(&key, ttl_ms.map(Duration::from_millis)),
+            ),
             Op::Increment {
-                ns,
-                key,
-                delta,
-                ttl_ms,
-            } => {
-                let ns = &*self.ns(&ns)?;
-                Response::Counter(self.increment(ns, &key, delta, ttl_ms)?)
-            }
+                key, delta, ttl_ms, ..
+            } => Response::Counter(self.increment(ns, part(&key), &key, delta, ttl_ms)?),
+            other => self.dispatch(other)?,
+        })
+    }
+
+    /// Operations that name no key: ping, purge, stats, the partition table.
+    fn dispatch(&self, op: Op) -> Result<Response, WireError> {
+        Ok(match op {
+            Op::Ping => Response::Pong { node: self.node },
             Op::Purge { ns, prefix } => {
                 let ns = &*self.ns(&ns)?;
                 let removed: usize = ns
@@ -752,12 +768,12 @@ impl Handler {
     fn set(
         &self,
         ns: &Namespace,
+        part: &Partition,
         key: &[u8],
         value: Bytes,
         ttl_ms: Option<u64>,
         condition: WriteCondition,
     ) -> Result<u64, WireError> {
-        let part = self.part(ns, key);
         let version = part.next_version();
         let mut opts = InsertOptions::new()
             .version(version)
@@ -774,11 +790,11 @@ impl Handler {
     fn increment(
         &self,
         ns: &Namespace,
+        part: &Partition,
         key: &[u8],
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, WireError> {
-        let part = self.part(ns, key);
         for _ in 0..INCREMENT_ATTEMPTS {
             let current = part.engine.peek(key);
             let (old, condition, ttl) = match &current {

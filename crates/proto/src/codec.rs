@@ -19,7 +19,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::RequestId;
+use crate::wire::{self, OpRef, RequestRef};
+use crate::{Request, RequestId, Response};
 
 /// The protocol version this build speaks (the first field of every frame).
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -132,18 +133,77 @@ pub fn encode<T: Serialize>(
     max_frame: u32,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| serialize(msg, out))
+}
+
+/// As [`encode`] for a request given by borrowed parts (a GET or SET is written without
+/// serde; the bytes are the same).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_request(
+    request_id: RequestId,
+    req: RequestRef<'_>,
+    max_frame: u32,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| match req.op {
+        OpRef::Op(op) => {
+            // A struct is its fields in order: the epoch, then the operation.
+            wire::put_varint(out, req.epoch.0);
+            serialize(op, out)
+        }
+        OpRef::Get { .. } | OpRef::Set { .. } => {
+            wire::put_request(out, req);
+            Ok(())
+        }
+    })
+}
+
+/// As [`encode`] for a response (a `Value` or `Stored` answer is written without serde;
+/// the bytes are the same).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_response(
+    request_id: RequestId,
+    resp: &Response,
+    max_frame: u32,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| {
+        if wire::put_response(out, resp) {
+            Ok(())
+        } else {
+            serialize(resp, out)
+        }
+    })
+}
+
+fn serialize<T: Serialize + ?Sized>(msg: &T, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let mut w = out.writer();
+    bincode::serde::encode_into_std_write(msg, &mut w, wire_config())
+        .map(drop)
+        .map_err(|e| EncodeError::Serialize {
+            reason: e.to_string(),
+        })
+}
+
+/// Appends the header, lets `body` write the body, then fills in the length (or takes
+/// everything back out on error).
+fn frame(
+    request_id: RequestId,
+    max_frame: u32,
+    out: &mut BytesMut,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u16_le(PROTOCOL_VERSION);
     out.put_u64_le(request_id.0);
-    let mut w = out.writer();
-    let res = bincode::serde::encode_into_std_write(msg, &mut w, wire_config());
-    let out = w.into_inner();
-    if let Err(e) = res {
+    if let Err(e) = body(out) {
         out.truncate(start);
-        return Err(EncodeError::Serialize {
-            reason: e.to_string(),
-        });
+        return Err(e);
     }
     let len = out.len() - start - LEN_PREFIX;
     match u32::try_from(len) {
@@ -172,6 +232,42 @@ pub fn decode<T: DeserializeOwned>(
     buf: &mut BytesMut,
     max_frame: u32,
 ) -> Result<Option<(RequestId, T)>, FrameError> {
+    decode_with(buf, max_frame, decode_body::<T>)
+}
+
+/// As [`decode`] for a request (a GET or SET is read without serde; the result is the
+/// same).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_request(
+    buf: &mut BytesMut,
+    max_frame: u32,
+) -> Result<Option<(RequestId, Request)>, FrameError> {
+    decode_with(buf, max_frame, |body| {
+        wire::get_request(body).or_else(|| decode_body(body))
+    })
+}
+
+/// As [`decode`] for a response (a `Value` or `Stored` answer is read without serde; the
+/// result is the same).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_response(
+    buf: &mut BytesMut,
+    max_frame: u32,
+) -> Result<Option<(RequestId, Response)>, FrameError> {
+    decode_with(buf, max_frame, |body| {
+        wire::get_response(body).or_else(|| decode_body(body))
+    })
+}
+
+fn decode_with<T>(
+    buf: &mut BytesMut,
+    max_frame: u32,
+    body: impl FnOnce(&[u8]) -> Option<T>,
+) -> Result<Option<(RequestId, T)>, FrameError> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Ok(None);
     };
@@ -194,20 +290,29 @@ pub fn decode<T: DeserializeOwned>(
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    let mut frame = buf.split_to(total);
-    frame.advance(LEN_PREFIX);
-    let version = frame.get_u16_le();
-    let request_id = RequestId(frame.get_u64_le());
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::UnsupportedVersion {
+    // Decoded in place, then skipped: splitting the frame off would make the buffer
+    // shared (an allocation the first time) and cost a reference count per frame.
+    let frame = buf
+        .get(LEN_PREFIX..total)
+        .expect("total <= buf.len(), checked above");
+    let (header, payload) = frame.split_at(FIXED);
+    let version = u16::from_le_bytes(header[..2].try_into().expect("2 of the 10 header bytes"));
+    let request_id = RequestId(u64::from_le_bytes(
+        header[2..].try_into().expect("8 of the 10 header bytes"),
+    ));
+    let result = if version != PROTOCOL_VERSION {
+        Err(FrameError::UnsupportedVersion {
             got: version,
             request_id,
-        });
-    }
-    match decode_body::<T>(&frame) {
-        Some(msg) => Ok(Some((request_id, msg))),
-        None => Err(FrameError::Malformed { request_id }),
-    }
+        })
+    } else {
+        match body(payload) {
+            Some(msg) => Ok(Some((request_id, msg))),
+            None => Err(FrameError::Malformed { request_id }),
+        }
+    };
+    buf.advance(total);
+    result
 }
 
 /// Decodes a whole body, or `None` if it is not exactly one valid message.

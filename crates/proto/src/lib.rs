@@ -14,6 +14,10 @@
 //!   configs and the CLI.
 //! - `codec`: frames (`len u32 | version u16 | request id u64 | bincode body`), the only
 //!   module that knows bincode (2.0.x, pinned: 3.0.0 is an empty placeholder).
+//!   [`encode_request`] / [`decode_request`] and [`encode_response`] /
+//!   [`decode_response`] write and read GET and SET and their answers by hand (the
+//!   same bytes, checked against bincode by property tests) and leave the rest to
+//!   bincode; [`RequestRef`] / [`OpRef`] encode a request from borrowed parts.
 //!
 //! # Example
 //! ```
@@ -34,9 +38,11 @@ mod ids;
 mod limits;
 mod message;
 pub mod units;
+mod wire;
 
 pub use codec::{
-    DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN, PROTOCOL_VERSION, decode, encode,
+    DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN, PROTOCOL_VERSION, decode,
+    decode_request, decode_response, encode, encode_request, encode_response,
 };
 pub use error::{ErrorCode, Hints, WireError};
 pub use ids::{Epoch, NodeId, PartitionId, RequestId};
@@ -46,3 +52,4 @@ pub use message::{
     MoveStatus, NamespaceInfo, NamespaceStats, Op, Request, RequestMode, Response, SetItem,
     WriteBehindStatus, WriteCondition, WriteOverride,
 };
+pub use wire::{OpRef, RequestRef};

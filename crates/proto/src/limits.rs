@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorCode, Op, WireError};
+use crate::{ErrorCode, Op, OpRef, WireError};
 
 /// Longest namespace name, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 64;
@@ -92,6 +92,25 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+
+    /// As [`Limits::check`], for an operation given by borrowed parts.
+    ///
+    /// # Errors
+    /// As [`Limits::check`].
+    pub fn check_ref(&self, op: OpRef<'_>) -> Result<(), WireError> {
+        match op {
+            OpRef::Get { ns, key } => {
+                Self::ns(ns)?;
+                self.key(key)
+            }
+            OpRef::Set { ns, key, value, .. } => {
+                Self::ns(ns)?;
+                self.key(key)?;
+                self.value(value)
+            }
+            OpRef::Op(op) => self.check(op),
+        }
     }
 
     /// Checks an operation's names and sizes.

@@ -372,3 +372,159 @@ fn encoding_refuses_frames_over_the_limit() {
         "a failed encode leaves the buffer as it was"
     );
 }
+
+/// The hand-written encoders and decoders of the request path against bincode: the same
+/// bytes out, the same messages (or the same refusal) in.
+mod fast_paths {
+    use super::*;
+    use ringcache_proto::{
+        RequestRef, decode_request, decode_response, encode_request, encode_response,
+    };
+
+    fn long_bytes() -> impl Strategy<Value = Bytes> {
+        // Lengths around the varint tags (250, 251, 65535, 65536).
+        prop_oneof![
+            bytes(),
+            (240usize..300).prop_map(|n| Bytes::from(vec![7u8; n])),
+            (65_530usize..65_540).prop_map(|n| Bytes::from(vec![9u8; n])),
+        ]
+    }
+
+    fn version() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0u64..300,
+            Just(u64::from(u16::MAX)),
+            Just(u64::from(u16::MAX) + 1),
+            Just(u64::from(u32::MAX)),
+            Just(u64::from(u32::MAX) + 1),
+            any::<u64>(),
+        ]
+    }
+
+    fn hot_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (ns(), long_bytes()).prop_map(|(ns, key)| Op::Get { ns, key }),
+            (
+                ns(),
+                bytes(),
+                long_bytes(),
+                prop::option::of(version()),
+                cond()
+            )
+                .prop_map(|(ns, key, value, ttl_ms, condition)| Op::Set {
+                    ns,
+                    key,
+                    value,
+                    ttl_ms,
+                    condition
+                }),
+            op(),
+        ]
+    }
+
+    fn hot_response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            (long_bytes(), version(), prop::option::of(version())).prop_map(
+                |(value, version, ttl_ms)| Response::Value(Some(Entry {
+                    value,
+                    version,
+                    ttl_ms
+                }))
+            ),
+            Just(Response::Value(None)),
+            version().prop_map(|version| Response::Stored { version }),
+            response(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_encode_and_decode_as_bincode_does(
+            id in any::<u64>(),
+            epoch in version(),
+            op in hot_op(),
+        ) {
+            let req = Request { epoch: Epoch(epoch), op };
+            let slow = frame_of(id, &req);
+            let mut fast = BytesMut::new();
+            encode_request(RequestId(id), RequestRef::from(&req), DEFAULT_MAX_FRAME, &mut fast)
+                .expect("encodes");
+            prop_assert_eq!(&fast, &slow);
+            let got = decode_request(&mut fast, DEFAULT_MAX_FRAME).expect("valid frame");
+            prop_assert_eq!(got, Some((RequestId(id), req)));
+        }
+
+        #[test]
+        fn responses_encode_and_decode_as_bincode_does(id in any::<u64>(), resp in hot_response()) {
+            let slow = frame_of(id, &resp);
+            let mut fast = BytesMut::new();
+            encode_response(RequestId(id), &resp, DEFAULT_MAX_FRAME, &mut fast).expect("encodes");
+            prop_assert_eq!(&fast, &slow);
+            let got = decode_response(&mut fast, DEFAULT_MAX_FRAME).expect("valid frame");
+            prop_assert_eq!(got, Some((RequestId(id), resp)));
+        }
+
+        /// Any body, valid or not: the fast decoders accept and refuse what bincode does,
+        /// and decode it to the same message.
+        #[test]
+        fn arbitrary_bodies_decode_as_bincode_decodes(
+            head in prop::sample::select(vec![0u8, 1, 3, 5, 250, 251, 252, 253, 254, 255]),
+            second in prop::sample::select(vec![0u8, 1, 2, 3, 5, 251, 253]),
+            body in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut b = vec![head, second];
+            b.extend_from_slice(&body);
+            let framed = |b: &[u8]| {
+                let mut buf = BytesMut::new();
+                buf.put_u32_le(u32::try_from(10 + b.len()).expect("small"));
+                buf.put_u16_le(PROTOCOL_VERSION);
+                buf.put_u64_le(5);
+                buf.put_slice(b);
+                buf
+            };
+            // As a request body (epoch first) and as a response body.
+            for body in [b.clone(), [&[1u8][..], &b].concat()] {
+                prop_assert_eq!(
+                    decode_request(&mut framed(&body), DEFAULT_MAX_FRAME),
+                    decode::<Request>(&mut framed(&body), DEFAULT_MAX_FRAME)
+                );
+                prop_assert_eq!(
+                    decode_response(&mut framed(&body), DEFAULT_MAX_FRAME),
+                    decode::<Response>(&mut framed(&body), DEFAULT_MAX_FRAME)
+                );
+            }
+        }
+    }
+
+    /// Well-formed GET and SET bodies with their byte strings cut short or extended:
+    /// both decoders agree.
+    #[test]
+    fn damaged_hot_frames_are_refused_as_bincode_refuses_them() {
+        let set = Request {
+            epoch: Epoch(300),
+            op: Op::Set {
+                ns: "users".into(),
+                key: Bytes::from_static(b"k1"),
+                value: Bytes::from_static(b"value"),
+                ttl_ms: Some(70_000),
+                condition: WriteCondition::IfVersion(9),
+            },
+        };
+        let full = frame_of(4, &set);
+        let body = &full[ringcache_proto::HEADER_LEN..];
+        for cut in 0..body.len() {
+            for extra in [&[][..], &[0u8][..], &[1, 2][..]] {
+                let mut b = body[..cut].to_vec();
+                b.extend_from_slice(extra);
+                let mut buf = BytesMut::new();
+                buf.put_u32_le(u32::try_from(10 + b.len()).expect("small"));
+                buf.put_u16_le(PROTOCOL_VERSION);
+                buf.put_u64_le(4);
+                buf.put_slice(&b);
+                let fast = decode_request(&mut buf.clone(), DEFAULT_MAX_FRAME);
+                let slow = decode::<Request>(&mut buf, DEFAULT_MAX_FRAME);
+                assert_eq!(fast, slow, "cut at {cut}, then {extra:?}");
+            }
+        }
+    }
+}
