@@ -131,7 +131,7 @@ pub struct ClusterSection {
     /// Raft election timeout (randomized between this and twice this). Default 1s.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub election_timeout: Duration,
-    /// Partitions moved at the same time. Default 4.
+    /// Partitions copied at the same time, committed in one table step. Default 16.
     pub move_concurrency: u32,
 }
 
@@ -157,7 +157,7 @@ impl Default for ClusterSection {
             fence_after: None,
             heartbeat: Duration::from_millis(250),
             election_timeout: Duration::from_secs(1),
-            move_concurrency: 4,
+            move_concurrency: 16,
         }
     }
 }
