@@ -43,7 +43,7 @@ pub(crate) struct Options {
     pub(crate) down_after: &'static str,
     /// `cluster.max_voters`.
     pub(crate) max_voters: u32,
-    /// Nodes run under `faketime <offset>` (libfaketime), e.g. `(2, "-1h")`.
+    /// Nodes whose wall clock is off by an offset (libfaketime), e.g. `(2, "-1h")`.
     pub(crate) faketime: Vec<(u64, &'static str)>,
 }
 
@@ -56,6 +56,18 @@ impl Default for Options {
             max_voters: 5,
         }
     }
+}
+
+/// Where Debian's `faketime` package puts the multithreaded libfaketime, if installed.
+pub(crate) fn libfaketime() -> Option<std::path::PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// Node `id`'s address when every node has its own.
@@ -160,18 +172,15 @@ election_timeout = "1s"
             .open(self.dir.path().join(format!("node-{id}.log")))
             .expect("log");
         let bin = env!("CARGO_BIN_EXE_ringcached");
-        let mut cmd = match self.opts.faketime.iter().find(|(n, _)| *n == id) {
-            Some((_, offset)) => {
-                // Only the wall clock is off, as on a host whose time is wrong; the
-                // monotonic clock runs as ever.
-                let mut c = Command::new("faketime");
-                c.args(["-f", offset])
-                    .arg(bin)
-                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-            None => Command::new(bin),
-        };
+        let mut cmd = Command::new(bin);
+        if let Some((_, offset)) = self.opts.faketime.iter().find(|(n, _)| *n == id) {
+            // libfaketime preloaded into the node itself (the `faketime` wrapper would
+            // fork, and killing it would leave the node running). Only the wall clock is
+            // off, as on a host whose time is wrong; the monotonic clock runs as ever.
+            cmd.env("LD_PRELOAD", libfaketime().expect("libfaketime"))
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = cmd
             .arg("--config")
             .arg(&path)
