@@ -547,7 +547,14 @@ impl Control {
                 tokio::time::sleep(tick).await;
             }
             let m = metrics.borrow_and_update().clone();
-            if m.role != Role::Leader {
+            // A leader acts only while it holds a quorum: one cut off (or paused) past
+            // its contact lease may already have been replaced, and must not fence,
+            // copy or mark anything on stale knowledge until it hears the news.
+            let leased = self
+                .cluster
+                .contact()
+                .is_some_and(|t| t.elapsed() < self.section.fence_after());
+            if m.role != Role::Leader || !leased {
                 busy = false;
                 continue;
             }
@@ -851,7 +858,18 @@ impl Control {
         let step = current
             .advance(&target, &adopt, next_epoch)
             .map_err(|e| e.to_string())?;
-        self.propose(Command::SetTable { table: step }).await?;
+        if let Err(e) = self.propose(Command::SetTable { table: step }).await {
+            // Not committed (this node may have lost its leadership): lift the fences
+            // of the copied partitions at once rather than leave them to expire.
+            for (p, from, _) in &chunk {
+                if let Some(addr) = state.members.get(from).map(|i| i.addr.clone()) {
+                    let _ = self
+                        .call(&addr, Op::PartitionRelease { partition: p.0 })
+                        .await;
+                }
+            }
+            return Err(e);
+        }
         info!(
             epoch = next_epoch.0,
             changed = adopt.len(),

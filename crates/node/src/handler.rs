@@ -314,6 +314,20 @@ impl Handler {
                 first,
                 entries,
             } => {
+                // A move only ever loads into a partition its destination does not own
+                // yet; a load into one it serves can only come from a leader that has
+                // lost its leadership without knowing it, and would overwrite live data.
+                if self.routing.owns(partition) {
+                    return Err(WireError::new(
+                        ErrorCode::StaleEpoch,
+                        format!(
+                            "node {} owns partition {partition} at epoch {}; refusing a load \
+                             into it",
+                            self.routing.me().0,
+                            self.routing.epoch().0
+                        ),
+                    ));
+                }
                 let keyspace = Arc::clone(&self.keyspace);
                 pending(async move {
                     if first {

@@ -142,6 +142,17 @@ impl Routing {
         self.me
     }
 
+    /// Whether this node owns `p` in its current table.
+    #[must_use]
+    pub fn owns(&self, p: u32) -> bool {
+        self.view
+            .read()
+            .table
+            .as_ref()
+            .and_then(|t| t.owner(PartitionId(p)))
+            == Some(self.me)
+    }
+
     /// Lets this member serve until `until` (never moves the lease back).
     pub fn extend_lease(&self, until: Instant) {
         let nanos = u64::try_from(until.saturating_duration_since(self.base).as_nanos())
