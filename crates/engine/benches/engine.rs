@@ -25,135 +25,14 @@ use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
     measurement::WallTime,
 };
-use ringcache_engine::{Capacity, Engine, InsertOptions, Policy};
+use ringcache_engine::{Capacity, Engine, Policy};
 
-/// Distinct keys.
-const KEYSPACE: usize = 1_000_000;
-/// Zipf exponent.
-const ALPHA: f64 = 1.0;
-/// Requests per precomputed sequence.
-const REQUESTS: usize = 2_000_000;
-/// Cache capacity in entries: 1% of the keyspace.
-const CAPACITY: u64 = KEYSPACE as u64 / 100;
+mod workload;
+
+use workload::{ALPHA, BenchCache, CAPACITY, Fused, KEYSPACE, REQUESTS, VALUE, Zipf, sequence};
+
 /// Requests per thread per iteration.
 const BATCH: usize = 100_000;
-
-/// The value every insert stores: static, so cloning it is a copy of two words.
-static VALUE: [u8; 16] = [0xA5; 16];
-
-/// SplitMix64: a small, fast, seedable generator; enough for drawing a workload.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
-
-/// A bounded Zipf over ranks `0..n` (rank 0 the most popular) by inverse-CDF lookup.
-struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, alpha: f64) -> Self {
-        let mut cdf = Vec::with_capacity(n);
-        let mut sum = 0.0;
-        for k in 1..=n {
-            sum += (k as f64).powf(-alpha);
-            cdf.push(sum);
-        }
-        for c in &mut cdf {
-            *c /= sum;
-        }
-        Self { cdf }
-    }
-
-    fn sample(&self, rng: &mut SplitMix64) -> usize {
-        let u = rng.next_f64();
-        self.cdf
-            .partition_point(|&c| c <= u)
-            .min(self.cdf.len() - 1)
-    }
-}
-
-/// A precomputed request sequence of 8-byte keys. Ranks are scrambled by an odd
-/// multiplier (a bijection), so popular keys are not small consecutive integers.
-fn sequence(zipf: &Zipf, seed: u64) -> Vec<[u8; 8]> {
-    let mut rng = SplitMix64(seed);
-    (0..REQUESTS)
-        .map(|_| {
-            (zipf.sample(&mut rng) as u64)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .to_le_bytes()
-        })
-        .collect()
-}
-
-/// A cache under benchmark. `get_or_insert` MUST do one lookup and, on a miss, one
-/// insert; it returns whether the lookup hit.
-trait BenchCache: Sync {
-    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool;
-}
-
-impl BenchCache for Engine {
-    #[inline]
-    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
-        if self.get(key).is_some() {
-            return true;
-        }
-        // An entry-mode insert of a 16-byte value cannot be too large; any error would
-        // only mean it was not stored, which the next get reports as a miss.
-        let _ = self.insert(key, value.clone(), &InsertOptions::new());
-        false
-    }
-}
-
-/// The engine through its one-lock `get_or_insert_with` (the node's read-through path
-/// uses the same call), next to the lookup-then-insert form above.
-struct Fused(Engine);
-
-impl BenchCache for Fused {
-    #[inline]
-    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
-        matches!(
-            self.0
-                .get_or_insert_with(key, &InsertOptions::new(), || value.clone()),
-            Ok((_, true))
-        )
-    }
-}
-
-impl BenchCache for quick_cache::sync::Cache<Box<[u8]>, Bytes> {
-    #[inline]
-    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
-        if self.get(key).is_some() {
-            return true;
-        }
-        self.insert(key.into(), value.clone());
-        false
-    }
-}
-
-impl BenchCache for moka::sync::Cache<Box<[u8]>, Bytes> {
-    #[inline]
-    fn get_or_insert(&self, key: &[u8], value: &Bytes) -> bool {
-        if self.get(key).is_some() {
-            return true;
-        }
-        self.insert(key.into(), value.clone());
-        false
-    }
-}
 
 /// Replays the next `BATCH` requests of `seq` from `*cursor`; returns the hits.
 #[inline]
@@ -252,7 +131,10 @@ fn moka() -> moka::sync::Cache<Box<[u8]>, Bytes> {
 fn get_or_insert(c: &mut Criterion) {
     let start = Instant::now();
     let zipf = Zipf::new(KEYSPACE, ALPHA);
-    let seqs = [sequence(&zipf, 0x5EED_0001), sequence(&zipf, 0x5EED_0002)];
+    let seqs = [
+        sequence(&zipf, REQUESTS, 0x5EED_0001),
+        sequence(&zipf, REQUESTS, 0x5EED_0002),
+    ];
     let probe = engine(Policy::default());
     eprintln!(
         "workload: Zipf({ALPHA:.1}) over {KEYSPACE} keys, 2 x {REQUESTS} requests, {BATCH} per thread per \

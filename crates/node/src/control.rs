@@ -262,13 +262,13 @@ impl Control {
                 .collect(),
             _ => Vec::new(),
         };
-        let dropped: Vec<usize> = handed
-            .iter()
-            .map(|p| self.keyspace.drop_partition(*p))
+        let dropped: Vec<(u32, usize)> = handed
+            .into_iter()
+            .map(|p| (p, self.keyspace.drop_partition(p)))
             .collect();
         let epoch = table.as_ref().map_or(0, |t| t.epoch().0);
         self.routing.set_view(View { table, addrs });
-        for (p, entries) in handed.into_iter().zip(dropped) {
+        for (p, entries) in dropped {
             self.routing.release(p);
             info!(partition = p, entries, epoch, "partition handed over");
         }
