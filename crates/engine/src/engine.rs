@@ -7,7 +7,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock};
-use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+use crate::entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
 use crate::shard::{Now, Shard, Sink};
 use crate::stats::{Removal, Stats};
 use crate::{Capacity, Policy};
@@ -257,6 +257,19 @@ impl Engine {
     /// The value and metadata of a live entry; counts as an access.
     pub fn get_entry(&self, key: &[u8]) -> Option<EntryView> {
         self.with_shard(key, |s, h, now, sink| s.get_entry(key, h, now, sink))
+    }
+
+    /// Runs `f` on the live entry's value and metadata, borrowed, and returns what it
+    /// returns; `None` (without calling `f`) if there is no live entry. Counts as an
+    /// access, like [`Engine::get_entry`], but copies nothing: no value handle is cloned
+    /// or dropped, so a caller that only writes the value somewhere (the node encoding a
+    /// response) saves a reference-count round trip on a line other threads share. `f`
+    /// runs under the shard lock: it MUST be short and MUST NOT call into this engine.
+    #[inline]
+    pub fn get_entry_with<R>(&self, key: &[u8], f: impl FnOnce(EntryRef<'_>) -> R) -> Option<R> {
+        self.with_shard(key, |s, h, now, sink| {
+            s.get_entry_with(key, h, now, sink, f)
+        })
     }
 
     /// The value and metadata of a live entry without counting an access: no stats, no

@@ -135,6 +135,21 @@ pub enum InsertError {
     },
 }
 
+/// An entry's value and metadata, lent to a closure while the entry's shard is locked
+/// (see [`crate::Engine::get_entry_with`]): reading it copies nothing and touches no
+/// reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The value.
+    pub value: &'a [u8],
+    /// The stored version.
+    pub version: u64,
+    /// The caller flags.
+    pub flags: u32,
+    /// Time until the entry expires, `None` without expiry.
+    pub expires_in: Option<Duration>,
+}
+
 /// A copy of an entry's value and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryView {

@@ -74,7 +74,7 @@ mod stats;
 
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use engine::{Engine, EngineBuilder, RemovalListener};
-pub use entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+pub use entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
 pub use policy_kind::{Capacity, Policy, UnknownPolicy};
 pub use stats::{Removal, RemovalCause, Stats};
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use crate::clock::Clock;
-use crate::entry::{Condition, EntryView, InsertError, InsertOptions, InsertOutcome};
+use crate::entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
 use crate::hash::{SHORT_KEY, short_words};
 use crate::heap::{HeapSlots, IndexedHeap};
 use crate::node::{KeyBytes, NEVER, NIL, Node, ix};
@@ -169,11 +169,17 @@ impl Shard {
         Some(i)
     }
 
-    fn view(&self, i: u32, now: &mut Now<'_>) -> EntryView {
+    /// Time until `i` expires, `None` without expiry.
+    fn expires_in(&self, i: u32, now: &mut Now<'_>) -> Option<std::time::Duration> {
         let n = &self.nodes[ix(i)];
-        let expires_in = n.expires().then(|| {
+        n.expires().then(|| {
             std::time::Duration::from_nanos(n.effective_deadline().saturating_sub(now.get()))
-        });
+        })
+    }
+
+    fn view(&self, i: u32, now: &mut Now<'_>) -> EntryView {
+        let expires_in = self.expires_in(i, now);
+        let n = &self.nodes[ix(i)];
         EntryView {
             value: n.value.clone(),
             version: n.version,
@@ -234,6 +240,27 @@ impl Shard {
         sink: &mut Sink,
     ) -> Option<EntryView> {
         self.read(key, hash, now, sink).map(|i| self.view(i, now))
+    }
+
+    /// Like [`Shard::get_entry`], lending the entry to `f` instead of copying it out.
+    #[inline]
+    pub(crate) fn get_entry_with<R>(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        now: &mut Now<'_>,
+        sink: &mut Sink,
+        f: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Option<R> {
+        let i = self.read(key, hash, now, sink)?;
+        let expires_in = self.expires_in(i, now);
+        let n = &self.nodes[ix(i)];
+        Some(f(EntryRef {
+            value: &n.value,
+            version: n.version,
+            flags: n.flags,
+            expires_in,
+        }))
     }
 
     #[inline(always)]

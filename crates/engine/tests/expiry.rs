@@ -391,3 +391,50 @@ fn huge_tti_saturates_to_no_expiry() {
     // expiring and panic ("expiry heap misses entries") on this legal state.
     engine.check_invariants();
 }
+
+#[test]
+fn get_entry_with_lends_what_get_entry_copies_and_counts_the_same() {
+    for policy in Policy::ALL {
+        let (engine, rec, clock) = small_engine(policy, 16);
+        engine
+            .insert(b"k", val("value"), &InsertOptions::new().ttl(secs(10)))
+            .expect("room");
+        clock.advance(secs(4));
+        let copied = engine.get_entry(b"k").expect("live");
+        let lent = engine
+            .get_entry_with(b"k", |e| {
+                (e.value.to_vec(), e.version, e.flags, e.expires_in)
+            })
+            .expect("live");
+        assert_eq!(
+            lent,
+            (
+                copied.value.to_vec(),
+                copied.version,
+                copied.flags,
+                copied.expires_in
+            ),
+            "{policy}"
+        );
+        assert_eq!(lent.3, Some(secs(6)), "{policy}");
+        assert_eq!(engine.stats().hits, 2, "{policy}: both reads count");
+        assert!(
+            engine.get_entry_with(b"missing", |_| ()).is_none(),
+            "{policy}"
+        );
+        assert_eq!(engine.stats().misses, 1, "{policy}");
+        clock.advance(secs(6));
+        let mut called = false;
+        assert!(
+            engine.get_entry_with(b"k", |_| called = true).is_none(),
+            "{policy}: at the deadline"
+        );
+        assert!(!called, "{policy}: not called for an expired entry");
+        assert_eq!(
+            rec.take_keys(),
+            vec![("k".to_owned(), RemovalCause::Expired)],
+            "{policy}: the expired entry is reclaimed and reported"
+        );
+        engine.check_invariants();
+    }
+}

@@ -7,18 +7,19 @@
 //! frame that breaks framing (length over the maximum or under the header) gets an
 //! error response if its request id is known, then the stream ends.
 
+use bytes::Buf;
 use bytes::BytesMut;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use ringcache_proto::{
-    EncodeError, ErrorCode, FrameError, RequestId, Response, WireError, decode_request,
-    encode_response,
+    ErrorCode, FrameError, RequestId, Response, WireError, decode_request, encode_response,
+    peek_request,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::handler::{Handler, Reply};
+use crate::handler::{Handler, Reply, StreamMemo, encode_error};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 << 10;
@@ -60,25 +61,30 @@ where
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut outbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut waiting: Waiting = FuturesUnordered::new();
+    let mut memo = StreamMemo::default();
     loop {
         let mut fatal = None;
         loop {
+            // GETs and SETs are read in place; everything else (and every error) is
+            // left to `decode_request`.
+            if let Some((id, req, len)) = peek_request(&inbuf, max_frame) {
+                let reply = handler.handle_ref(id, req, &mut memo, max_frame, &mut outbuf);
+                inbuf.advance(len);
+                if let Some(reply) = reply {
+                    take(id, reply, &mut waiting, max_frame, &mut outbuf);
+                }
+                continue;
+            }
             match decode_request(&mut inbuf, max_frame) {
-                Ok(Some((id, req))) => match handler.handle(req) {
-                    Reply::Ready(r) => respond(id, &r, max_frame, &mut outbuf),
-                    Reply::Pending(_) if waiting.len() >= MAX_PENDING => respond(
+                Ok(Some((id, req))) => {
+                    take(
                         id,
-                        &Response::Error(WireError::new(
-                            ErrorCode::TooManyRequests,
-                            format!(
-                                "{MAX_PENDING} requests of this stream are waiting for the store; retry when some finish"
-                            ),
-                        )),
+                        handler.handle(req),
+                        &mut waiting,
                         max_frame,
                         &mut outbuf,
-                    ),
-                    Reply::Pending(f) => waiting.push(Box::pin(async move { (id, f.await) })),
-                },
+                    );
+                }
                 Ok(None) => break,
                 Err(e) => {
                     if let Some(id) = e.request_id() {
@@ -127,6 +133,25 @@ where
     }
 }
 
+/// Answers a ready reply now; queues a pending one (or refuses it when too many wait).
+fn take(id: RequestId, reply: Reply, waiting: &mut Waiting, max_frame: u32, out: &mut BytesMut) {
+    match reply {
+        Reply::Ready(r) => respond(id, &r, max_frame, out),
+        Reply::Pending(_) if waiting.len() >= MAX_PENDING => respond(
+            id,
+            &Response::Error(WireError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "{MAX_PENDING} requests of this stream are waiting for the store; retry when some finish"
+                ),
+            )),
+            max_frame,
+            out,
+        ),
+        Reply::Pending(f) => waiting.push(Box::pin(async move { (id, f.await) })),
+    }
+}
+
 /// Encodes every waiting response that is ready now.
 fn collect_ready(waiting: &mut Waiting, max_frame: u32, out: &mut BytesMut) {
     while let Some(Some((id, r))) = waiting.next().now_or_never() {
@@ -158,18 +183,10 @@ pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 
 /// Encodes a response; one too large for a frame is replaced by an error saying so.
 fn respond(id: RequestId, resp: &Response, max_frame: u32, out: &mut BytesMut) {
-    match encode_response(id, resp, max_frame, out) {
-        Ok(()) => {}
-        Err(EncodeError::TooLarge { len, max }) => {
-            let e = WireError::new(
-                ErrorCode::FrameTooLarge,
-                format!("response of {len} bytes exceeds max_frame = {max}; ask for fewer keys"),
-            );
-            if let Err(e) = encode_response(id, &Response::Error(e), max_frame, out) {
-                tracing::error!(error = %e, "cannot encode an error response");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot encode a response"),
+    if let Err(e) = encode_response(id, resp, max_frame, out)
+        && let Err(e) = encode_response(id, &Response::Error(encode_error(&e)), max_frame, out)
+    {
+        tracing::error!(error = %e, "cannot encode an error response");
     }
 }
 

@@ -10,20 +10,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ringcache_engine::{Condition, EntryView, InsertError, InsertOptions};
 use ringcache_placement::partition_for;
 use ringcache_proto::{
-    Entry, Epoch, ErrorCode, Hints, Limits, NamespaceInfo, NamespaceStats, NodeId, Op, PartitionId,
-    Request, RequestMode, Response, SetItem, WireError, WriteCondition, WriteOverride,
+    EncodeError, Entry, Epoch, ErrorCode, Hints, Limits, NamespaceInfo, NamespaceStats, NodeId, Op,
+    OpRef, PartitionId, Request, RequestId, RequestMode, RequestRef, Response, SetItem, ValueRef,
+    WireError, WriteCondition, WriteOverride, encode_value_response,
 };
 
 use futures::future::BoxFuture;
 
 use crate::control::Control;
-use crate::keyspace::{Keyspace, Namespace, Partition};
-use crate::routing::{InFlight, Routing};
+use crate::keyspace::{Keyspace, Namespace, NsMemo, Partition};
+use crate::routing::{InFlight, Routing, TableMemo};
 use crate::strategy::Strategy;
+
+/// What one request stream remembers between requests so the next needs no shared
+/// lock: its last namespace and the partition table (see [`Handler::handle_ref`]).
+#[derive(Debug, Default)]
+pub struct StreamMemo {
+    ns: NsMemo,
+    table: TableMemo,
+}
 
 /// An answer now, or one to wait for.
 pub enum Reply {
@@ -219,6 +228,85 @@ impl Handler {
             Ok(r) => r,
             Err(e) => Reply::Ready(Response::Error(e)),
         }
+    }
+
+    /// Answers a request given by borrowed parts (as `ringcache_proto::peek_request`
+    /// reads it from the stream's buffer). A GET or SET on a namespace without a store is
+    /// served here without building a [`Request`]: a GET's answer is encoded into `out`
+    /// straight from the engine's copy of the value (`None` returned: nothing left to
+    /// do). Anything else is answered as [`Handler::handle`] answers it. Checks, errors
+    /// and their order are those of [`Handler::handle`].
+    #[must_use]
+    pub fn handle_ref(
+        &self,
+        id: RequestId,
+        req: RequestRef<'_>,
+        memo: &mut StreamMemo,
+        max_frame: u32,
+        out: &mut BytesMut,
+    ) -> Option<Reply> {
+        let (OpRef::Get { ns, key } | OpRef::Set { ns, key, .. }) = req.op else {
+            return Some(self.handle_owned(req));
+        };
+        if let Err(e) = self.limits.check_ref(req.op) {
+            return Some(Reply::Ready(Response::Error(e)));
+        }
+        let p = partition_for(ns, key, self.keyspace.partition_count());
+        let admitted = match self.routing.admit_scoped(p, req.epoch, &mut memo.table) {
+            Ok(a) => a,
+            Err(e) => return Some(Reply::Ready(Response::Error(e))),
+        };
+        let Some(namespace) = self.keyspace.namespace_memo(ns, &mut memo.ns) else {
+            return Some(Reply::Ready(Response::Error(unknown_namespace(ns))));
+        };
+        if namespace.strategy.is_some() {
+            drop(admitted);
+            return Some(self.handle_owned(req));
+        }
+        let part = namespace.partition(p);
+        let response = match req.op {
+            OpRef::Set {
+                value,
+                ttl_ms,
+                condition,
+                ..
+            } => match self.set(
+                namespace,
+                part,
+                key,
+                Bytes::copy_from_slice(value),
+                ttl_ms,
+                condition,
+            ) {
+                Ok(version) => Response::Stored { version },
+                Err(e) => Response::Error(e),
+            },
+            _ => {
+                let written = part
+                    .engine
+                    .get_entry_with(key, |e| {
+                        let entry = ValueRef {
+                            value: e.value,
+                            version: e.version,
+                            ttl_ms: e.expires_in.map(ms),
+                        };
+                        encode_value_response(id, Some(entry), max_frame, out)
+                    })
+                    .unwrap_or_else(|| encode_value_response(id, None, max_frame, out));
+                match written {
+                    Ok(()) => return None,
+                    Err(e) => Response::Error(encode_error(&e)),
+                }
+            }
+        };
+        Some(Reply::Ready(response))
+    }
+
+    fn handle_owned(&self, req: RequestRef<'_>) -> Reply {
+        self.handle(Request {
+            epoch: req.epoch,
+            op: req.op.to_op(),
+        })
     }
 
     /// Checks that this node serves every partition the request touches; also returns
@@ -669,12 +757,9 @@ impl Handler {
     }
 
     fn ns(&self, name: &str) -> Result<Arc<Namespace>, WireError> {
-        self.keyspace.namespace(name).ok_or_else(|| {
-            err(
-                ErrorCode::UnknownNamespace,
-                format!("unknown namespace {name:?}"),
-            )
-        })
+        self.keyspace
+            .namespace(name)
+            .ok_or_else(|| unknown_namespace(name))
     }
 
     fn part<'a>(&self, ns: &'a Namespace, key: &[u8]) -> &'a Partition {
@@ -835,6 +920,24 @@ impl Handler {
             }
         }
         Err(contended())
+    }
+}
+
+fn unknown_namespace(name: &str) -> WireError {
+    err(
+        ErrorCode::UnknownNamespace,
+        format!("unknown namespace {name:?}"),
+    )
+}
+
+/// The error that answers a request whose response cannot be encoded.
+pub(crate) fn encode_error(e: &EncodeError) -> WireError {
+    match e {
+        EncodeError::TooLarge { len, max } => err(
+            ErrorCode::FrameTooLarge,
+            format!("response of {len} bytes exceeds max_frame = {max}; ask for fewer keys"),
+        ),
+        other => err(ErrorCode::Internal, other.to_string()),
     }
 }
 

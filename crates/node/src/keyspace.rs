@@ -146,8 +146,20 @@ pub struct Keyspace {
     data_dir: Option<PathBuf>,
     clock: Arc<dyn Clock>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    /// Bumped by every change to `namespaces`, so an [`NsMemo`] knows when to look again.
+    generation: AtomicU64,
     /// Serializes namespace creation and changes.
     admin: tokio::sync::Mutex<BTreeMap<String, NamespaceConfig>>,
+}
+
+/// One request stream's last namespace, looked up again only when the namespaces have
+/// changed: the request path then takes no lock and no reference count that every
+/// request on every thread would write.
+#[derive(Debug, Default)]
+pub struct NsMemo {
+    /// The [`Keyspace`] generation `ns` was looked up at.
+    generation: u64,
+    ns: Option<Arc<Namespace>>,
 }
 
 impl Keyspace {
@@ -181,6 +193,7 @@ impl Keyspace {
             data_dir: None,
             clock,
             namespaces: RwLock::new(map),
+            generation: AtomicU64::new(0),
             admin: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -213,6 +226,7 @@ impl Keyspace {
             data_dir: Some(data_dir.to_owned()),
             clock: Arc::new(SystemClock::new()),
             namespaces: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             admin: tokio::sync::Mutex::new(saved),
         };
         for (name, (cfg, base)) in all {
@@ -223,7 +237,7 @@ impl Keyspace {
                     ns: name.clone(),
                     reason: e.message,
                 })?;
-            me.namespaces.write().insert(name, ns);
+            me.serve(ns);
         }
         Ok(me)
     }
@@ -453,10 +467,16 @@ impl Keyspace {
     ) -> Result<(), WireError> {
         saved.insert(ns.name.clone(), ns.config.clone());
         self.save(saved)?;
-        self.namespaces
-            .write()
-            .insert(ns.name.clone(), Arc::clone(ns));
+        self.serve(Arc::clone(ns));
         Ok(())
+    }
+
+    /// Serves `ns` (replacing the namespace of that name, if any).
+    fn serve(&self, ns: Arc<Namespace>) {
+        let mut map = self.namespaces.write();
+        map.insert(ns.name.clone(), ns);
+        // Inside the lock, so the generation never runs behind the map it stands for.
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn runtime_base(&self) -> Result<PathBuf, WireError> {
@@ -647,6 +667,22 @@ impl Keyspace {
     #[must_use]
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.read().get(name).cloned()
+    }
+
+    /// As [`Keyspace::namespace`], through a stream's `memo` of its last namespace.
+    pub fn namespace_memo<'m>(
+        &self,
+        name: &str,
+        memo: &'m mut NsMemo,
+    ) -> Option<&'m Arc<Namespace>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let fresh =
+            memo.generation == generation && memo.ns.as_ref().is_some_and(|ns| ns.name == name);
+        if !fresh {
+            memo.ns = self.namespace(name);
+            memo.generation = generation;
+        }
+        memo.ns.as_ref()
     }
 
     /// All namespaces, by name.

@@ -65,6 +65,18 @@ pub struct Routing {
     base: Instant,
     /// Nanoseconds after `base` until which this member may serve (clustered only).
     lease_until: AtomicU64,
+    /// Bumped by every [`Routing::set_view`], so a [`TableMemo`] knows when to re-read.
+    generation: AtomicU64,
+}
+
+/// One request stream's copy of the table it routes with, re-read only when the view
+/// changes: a request then checks its partition without taking the view's lock, whose
+/// counter every request on every thread would otherwise write.
+#[derive(Debug, Default)]
+pub struct TableMemo {
+    /// The [`Routing`] generation `table` was read at (`None`: never read).
+    generation: Option<u64>,
+    table: Option<Arc<PartitionTable>>,
 }
 
 /// Counts a request in its partition until dropped.
@@ -76,9 +88,21 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.routing.fences[self.p]
-            .inflight
-            .fetch_sub(1, Ordering::SeqCst);
+        self.routing.leave(self.p);
+    }
+}
+
+/// As [`InFlight`], borrowing the routing: for a request answered before its caller
+/// returns, without a reference count on the routing shared by every request.
+#[derive(Debug)]
+pub struct Scoped<'a> {
+    routing: &'a Routing,
+    p: usize,
+}
+
+impl Drop for Scoped<'_> {
+    fn drop(&mut self) {
+        self.routing.leave(self.p);
     }
 }
 
@@ -120,6 +144,7 @@ impl Routing {
             view: RwLock::new(view),
             base: Instant::now(),
             lease_until: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             fences: (0..partitions)
                 .map(|_| Fence {
                     fenced: AtomicBool::new(false),
@@ -188,6 +213,8 @@ impl Routing {
         let mut current = self.view.write();
         let old = current.table.clone();
         *current = view;
+        // Inside the lock, so the generation never runs behind the view it stands for.
+        self.generation.fetch_add(1, Ordering::SeqCst);
         old
     }
 
@@ -204,11 +231,55 @@ impl Routing {
         if !self.clustered {
             return Ok(None);
         }
+        let scoped = self.enter(p)?;
+        self.check_owner(p, epoch, self.view.read().table.as_deref())?;
+        // The count moves to the owned guard; `scoped` must not take it back.
+        std::mem::forget(scoped);
+        Ok(Some(InFlight {
+            routing: Arc::clone(self),
+            p: p.0 as usize,
+        }))
+    }
+
+    /// As [`Routing::admit`] for a request answered before the caller returns, checking
+    /// against the stream's `memo` of the table (re-read when the view has changed).
+    ///
+    /// # Errors
+    /// As [`Routing::admit`].
+    pub fn admit_scoped(
+        &self,
+        p: PartitionId,
+        epoch: Epoch,
+        memo: &mut TableMemo,
+    ) -> Result<Option<Scoped<'_>>, WireError> {
+        if !self.clustered {
+            return Ok(None);
+        }
+        let scoped = self.enter(p)?;
+        // Read after the fence check in `enter` (both sequentially consistent), as
+        // `admit` reads the view after it: a request that finds a move's fence lifted
+        // also finds the table that move installed.
+        let generation = self.generation.load(Ordering::SeqCst);
+        if memo.generation != Some(generation) {
+            memo.table = self.view.read().table.clone();
+            memo.generation = Some(generation);
+        }
+        self.check_owner(p, epoch, memo.table.as_deref())?;
+        Ok(Some(scoped))
+    }
+
+    fn leave(&self, p: usize) {
+        self.fences[p].inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts a request in `p`, then checks the lease and the partition's fence; the
+    /// count is taken back if either refuses.
+    fn enter(&self, p: PartitionId) -> Result<Scoped<'_>, WireError> {
         let i = p.0 as usize;
         let fence = &self.fences[i];
         fence.inflight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight {
-            routing: Arc::clone(self),
+        let guard = Scoped {
+            routing: self,
             p: i,
         };
         if self.lease_expired() {
@@ -235,8 +306,17 @@ impl Routing {
                 ..Hints::default()
             }));
         }
-        let view = self.view.read();
-        let Some(table) = &view.table else {
+        Ok(guard)
+    }
+
+    /// Whether `table` makes this node the owner of `p` for a request routed at `epoch`.
+    fn check_owner(
+        &self,
+        p: PartitionId,
+        epoch: Epoch,
+        table: Option<&PartitionTable>,
+    ) -> Result<(), WireError> {
+        let Some(table) = table else {
             return Err(WireError::new(
                 ErrorCode::Unavailable,
                 "the cluster has no partition table yet",
@@ -276,7 +356,7 @@ impl Routing {
             }));
         }
         match table.owner(p) {
-            Some(owner) if owner == self.me => Ok(Some(guard)),
+            Some(owner) if owner == self.me => Ok(()),
             owner => Err(WireError::new(
                 ErrorCode::NotOwner,
                 format!(
@@ -377,5 +457,55 @@ impl Routing {
                 replicas: Vec::new(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view_owned_by(owner: NodeId, epoch: u64) -> View {
+        let table =
+            PartitionTable::compute(&[(owner, 1)], 4, 1, 1.0, Epoch(epoch)).expect("a valid table");
+        View {
+            table: Some(Arc::new(table)),
+            addrs: BTreeMap::new(),
+        }
+    }
+
+    /// A stream's memo of the table is re-read once the view changes: a partition
+    /// handed to another node is refused on the next request, and fences and the
+    /// in-flight count apply as through `admit`.
+    #[test]
+    fn a_table_memo_follows_the_view() {
+        let me = NodeId(1);
+        let routing = Routing::clustered(me, 4);
+        routing.extend_lease(Instant::now() + Duration::from_secs(60));
+        let mut memo = TableMemo::default();
+        let p = PartitionId(2);
+        let unavailable = routing
+            .admit_scoped(p, Epoch(0), &mut memo)
+            .expect_err("no table yet");
+        assert_eq!(unavailable.code, ErrorCode::Unavailable);
+
+        routing.set_view(view_owned_by(me, 1));
+        {
+            let guard = routing.admit_scoped(p, Epoch(1), &mut memo).expect("owner");
+            assert!(guard.is_some());
+            assert_eq!(routing.fences[2].inflight.load(Ordering::SeqCst), 1);
+        }
+        assert_eq!(routing.fences[2].inflight.load(Ordering::SeqCst), 0);
+
+        routing.set_view(view_owned_by(NodeId(2), 2));
+        let moved = routing
+            .admit_scoped(p, Epoch(0), &mut memo)
+            .expect_err("the partition moved");
+        assert_eq!(moved.code, ErrorCode::NotOwner);
+        assert_eq!(moved.hints.owner, Some(NodeId(2)));
+        let stale = routing
+            .admit_scoped(p, Epoch(1), &mut memo)
+            .expect_err("routed with the old table");
+        assert_eq!(stale.code, ErrorCode::StaleEpoch);
+        assert_eq!(routing.fences[2].inflight.load(Ordering::SeqCst), 0);
     }
 }

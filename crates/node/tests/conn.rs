@@ -274,3 +274,105 @@ async fn shutdown_answers_what_was_received_then_finishes_the_stream() {
         .expect("read");
     assert_eq!(n, 0, "nothing after the shutdown");
 }
+
+/// One request at a time on one stream, answered in order.
+async fn ask(client: &mut DuplexStream, id: u64, op: Op) -> Response {
+    client.write_all(&frame(id, op)).await.expect("write");
+    let got = responses(client, 1).await;
+    assert_eq!(got[0].0, RequestId(id));
+    got.into_iter().next().expect("one response").1
+}
+
+fn get(ns: &str, key: &'static [u8]) -> Op {
+    Op::Get {
+        ns: ns.into(),
+        key: Bytes::from_static(key),
+    }
+}
+
+fn set(ns: &str, key: &'static [u8]) -> Op {
+    Op::Set {
+        ns: ns.into(),
+        key: Bytes::from_static(key),
+        value: Bytes::from_static(b"v"),
+        ttl_ms: None,
+        condition: WriteCondition::Always,
+    }
+}
+
+/// A stream remembers its last namespace between requests (GETs and SETs are served
+/// without a lookup): namespaces created and changed while it is open are still seen.
+#[tokio::test]
+async fn a_stream_sees_namespaces_created_and_changed_while_it_is_open() {
+    // Runtime namespace changes need a data directory to save them in.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let namespaces = BTreeMap::from([("default".to_owned(), NamespaceConfig::default())]);
+    let keyspace = Keyspace::open(8, &namespaces, dir.path(), dir.path())
+        .await
+        .expect("opens");
+    let h = Handler::new(
+        Arc::new(keyspace),
+        Limits::default(),
+        NodeId(1),
+        "127.0.0.1:1".into(),
+    );
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    let (_stop, stopped) = watch::channel(false);
+    let _task = tokio::spawn(async move {
+        let (r, w) = tokio::io::split(server);
+        serve_stream(&h, r, w, stopped).await
+    });
+    assert!(matches!(
+        ask(&mut client, 1, set("default", b"k")).await,
+        Response::Stored { .. }
+    ));
+    match ask(&mut client, 2, get("other", b"k")).await {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::UnknownNamespace, "{e:?}"),
+        r => panic!("expected unknown_namespace, got {r:?}"),
+    }
+    let created = ask(
+        &mut client,
+        3,
+        Op::NsCreate {
+            ns: "other".into(),
+            config: "memory = \"1MiB\"".into(),
+        },
+    )
+    .await;
+    assert!(matches!(created, Response::Namespaces(_)), "{created:?}");
+    assert!(matches!(
+        ask(&mut client, 4, set("other", b"k")).await,
+        Response::Stored { .. }
+    ));
+    assert!(matches!(
+        ask(&mut client, 5, get("other", b"k")).await,
+        Response::Value(Some(_))
+    ));
+    // The stream's last namespace changes under it: the next SET takes its new
+    // default TTL.
+    assert!(matches!(
+        ask(&mut client, 50, get("default", b"k")).await,
+        Response::Value(Some(_))
+    ));
+    let altered = ask(
+        &mut client,
+        6,
+        Op::NsAlter {
+            ns: "default".into(),
+            config: "default_ttl = \"1h\"".into(),
+        },
+    )
+    .await;
+    assert!(matches!(altered, Response::Namespaces(_)), "{altered:?}");
+    assert!(matches!(
+        ask(&mut client, 7, set("default", b"k2")).await,
+        Response::Stored { .. }
+    ));
+    match ask(&mut client, 8, get("default", b"k2")).await {
+        Response::Value(Some(e)) => {
+            let ttl = e.ttl_ms.expect("the new default TTL applies");
+            assert!(ttl > 3_500_000 && ttl <= 3_600_000, "ttl {ttl} ms");
+        }
+        r => panic!("expected a value, got {r:?}"),
+    }
+}

@@ -19,7 +19,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::wire::{self, OpRef, RequestRef};
+use crate::wire::{self, OpRef, RequestRef, ValueRef};
 use crate::{Request, RequestId, Response};
 
 /// The protocol version this build speaks (the first field of every frame).
@@ -263,11 +263,54 @@ pub fn decode_response(
     })
 }
 
-fn decode_with<T>(
-    buf: &mut BytesMut,
+/// A request at the front of `buf` whose parts borrow from `buf`: its id, the request
+/// and the frame's length (what to advance `buf` by once done with it).
+///
+/// Only a complete, well-formed GET or SET frame of this protocol version is read this
+/// way; for anything else (an incomplete frame, another operation, any error) this
+/// returns `None` and [`decode_request`] reads the frame and reports what is wrong. A
+/// node answers a GET from the engine this way without copying the key out of the frame.
+#[must_use]
+pub fn peek_request(buf: &[u8], max_frame: u32) -> Option<(RequestId, RequestRef<'_>, usize)> {
+    let Ok(Some(frame)) = split_frame(buf, max_frame) else {
+        return None;
+    };
+    if frame.version != PROTOCOL_VERSION {
+        return None;
+    }
+    let req = wire::get_request_ref(frame.payload)?;
+    Some((frame.request_id, req, frame.total))
+}
+
+/// As [`encode_response`] for a `Value` answer given by borrowed parts (the bytes are
+/// those of `Response::Value` with the same entry).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_value_response(
+    request_id: RequestId,
+    entry: Option<ValueRef<'_>>,
     max_frame: u32,
-    body: impl FnOnce(&[u8]) -> Option<T>,
-) -> Result<Option<(RequestId, T)>, FrameError> {
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    frame(request_id, max_frame, out, |out| {
+        wire::put_value(out, entry);
+        Ok(())
+    })
+}
+
+/// One whole frame at the front of a buffer.
+struct Frame<'a> {
+    version: u16,
+    request_id: RequestId,
+    payload: &'a [u8],
+    /// Bytes the frame takes, length prefix included.
+    total: usize,
+}
+
+/// The frame at the front of `buf`: `Ok(None)` while incomplete; an error when the
+/// length prefix is out of bounds (a fatal error: the frame cannot be skipped).
+fn split_frame(buf: &[u8], max_frame: u32) -> Result<Option<Frame<'_>>, FrameError> {
     let Some(prefix) = buf.get(..LEN_PREFIX) else {
         return Ok(None);
     };
@@ -286,29 +329,52 @@ fn decode_with<T>(
         });
     }
     let total = LEN_PREFIX + len as usize;
-    if buf.len() < total {
-        buf.reserve(total - buf.len());
+    let Some(frame) = buf.get(LEN_PREFIX..total) else {
         return Ok(None);
-    }
+    };
+    let (header, payload) = frame.split_at(FIXED);
+    Ok(Some(Frame {
+        version: u16::from_le_bytes(header[..2].try_into().expect("2 of the 10 header bytes")),
+        request_id: RequestId(u64::from_le_bytes(
+            header[2..].try_into().expect("8 of the 10 header bytes"),
+        )),
+        payload,
+        total,
+    }))
+}
+
+fn decode_with<T>(
+    buf: &mut BytesMut,
+    max_frame: u32,
+    body: impl FnOnce(&[u8]) -> Option<T>,
+) -> Result<Option<(RequestId, T)>, FrameError> {
     // Decoded in place, then skipped: splitting the frame off would make the buffer
     // shared (an allocation the first time) and cost a reference count per frame.
-    let frame = buf
-        .get(LEN_PREFIX..total)
-        .expect("total <= buf.len(), checked above");
-    let (header, payload) = frame.split_at(FIXED);
-    let version = u16::from_le_bytes(header[..2].try_into().expect("2 of the 10 header bytes"));
-    let request_id = RequestId(u64::from_le_bytes(
-        header[2..].try_into().expect("8 of the 10 header bytes"),
-    ));
-    let result = if version != PROTOCOL_VERSION {
-        Err(FrameError::UnsupportedVersion {
-            got: version,
-            request_id,
-        })
-    } else {
-        match body(payload) {
-            Some(msg) => Ok(Some((request_id, msg))),
-            None => Err(FrameError::Malformed { request_id }),
+    let (result, total) = match split_frame(buf, max_frame) {
+        Ok(None) => {
+            // Room for the rest of the frame once its length is known.
+            if let Some(prefix) = buf.get(..LEN_PREFIX) {
+                let len = u32::from_le_bytes(prefix.try_into().expect("slice of 4 bytes"));
+                let total = LEN_PREFIX + len as usize;
+                buf.reserve(total - buf.len());
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+        Ok(Some(frame)) => {
+            let request_id = frame.request_id;
+            let result = if frame.version != PROTOCOL_VERSION {
+                Err(FrameError::UnsupportedVersion {
+                    got: frame.version,
+                    request_id,
+                })
+            } else {
+                match body(frame.payload) {
+                    Some(msg) => Ok(Some((request_id, msg))),
+                    None => Err(FrameError::Malformed { request_id }),
+                }
+            };
+            (result, frame.total)
         }
     };
     buf.advance(total);

@@ -43,6 +43,7 @@ mod wire;
 pub use codec::{
     DEFAULT_MAX_FRAME, EncodeError, FrameError, HEADER_LEN, PROTOCOL_VERSION, decode,
     decode_request, decode_response, encode, encode_request, encode_response,
+    encode_value_response, peek_request,
 };
 pub use error::{ErrorCode, Hints, WireError};
 pub use ids::{Epoch, NodeId, PartitionId, RequestId};
@@ -52,4 +53,4 @@ pub use message::{
     MoveStatus, NamespaceInfo, NamespaceStats, Op, Request, RequestMode, Response, SetItem,
     WriteBehindStatus, WriteCondition, WriteOverride,
 };
-pub use wire::{OpRef, RequestRef};
+pub use wire::{OpRef, RequestRef, ValueRef};

@@ -205,23 +205,45 @@ pub(crate) fn put_request(out: &mut BytesMut, req: RequestRef<'_>) {
     }
 }
 
+/// A `Value` answer's entry given by borrowed parts: a node encodes it straight from
+/// the engine's copy of the value. Encodes to the same bytes as the [`Entry`] it
+/// stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueRef<'a> {
+    /// As [`Entry::value`].
+    pub value: &'a [u8],
+    /// As [`Entry::version`].
+    pub version: u64,
+    /// As [`Entry::ttl_ms`].
+    pub ttl_ms: Option<u64>,
+}
+
+/// Encodes a `Value` body.
+pub(crate) fn put_value(out: &mut BytesMut, entry: Option<ValueRef<'_>>) {
+    match entry {
+        None => out.put_slice(&[RESP_VALUE, 0]),
+        Some(e) => {
+            out.reserve(4 + 3 * 9 + e.value.len());
+            out.put_slice(&[RESP_VALUE, 1]);
+            put_bytes(out, e.value);
+            put_varint(out, e.version);
+            put_opt(out, e.ttl_ms);
+        }
+    }
+}
+
 /// Encodes a `Value` or `Stored` body; `false` (nothing written) for any other response.
 pub(crate) fn put_response(out: &mut BytesMut, resp: &Response) -> bool {
     match resp {
-        Response::Value(None) => {
-            out.put_slice(&[RESP_VALUE, 0]);
-            true
-        }
-        Response::Value(Some(Entry {
-            value,
-            version,
-            ttl_ms,
-        })) => {
-            out.reserve(4 + 3 * 9 + value.len());
-            out.put_slice(&[RESP_VALUE, 1]);
-            put_bytes(out, value);
-            put_varint(out, *version);
-            put_opt(out, *ttl_ms);
+        Response::Value(entry) => {
+            put_value(
+                out,
+                entry.as_ref().map(|e| ValueRef {
+                    value: &e.value,
+                    version: e.version,
+                    ttl_ms: e.ttl_ms,
+                }),
+            );
             true
         }
         Response::Stored { version } => {
@@ -291,42 +313,40 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a GET or SET request body; `None` for anything else (bincode decides).
-pub(crate) fn get_request(body: &[u8]) -> Option<Request> {
+/// Decodes a GET or SET request body, borrowing its parts; `None` for anything else
+/// (bincode decides).
+pub(crate) fn get_request_ref(body: &[u8]) -> Option<RequestRef<'_>> {
     let mut r = Reader { rest: body };
     let epoch = Epoch(r.varint()?);
     let op = match r.u8()? {
-        OP_GET => {
-            let ns = r.str()?;
-            let key = r.bytes()?;
-            Op::Get {
-                ns: ns.to_owned(),
-                key: Bytes::copy_from_slice(key),
-            }
-        }
-        OP_SET => {
-            let ns = r.str()?;
-            let key = r.bytes()?;
-            let value = r.bytes()?;
-            let ttl_ms = r.opt()?;
-            let condition = match r.u8()? {
+        OP_GET => OpRef::Get {
+            ns: r.str()?,
+            key: r.bytes()?,
+        },
+        OP_SET => OpRef::Set {
+            ns: r.str()?,
+            key: r.bytes()?,
+            value: r.bytes()?,
+            ttl_ms: r.opt()?,
+            condition: match r.u8()? {
                 COND_ALWAYS => WriteCondition::Always,
                 COND_IF_ABSENT => WriteCondition::IfAbsent,
                 COND_IF_VERSION => WriteCondition::IfVersion(r.varint()?),
                 _ => return None,
-            };
-            Op::Set {
-                ns: ns.to_owned(),
-                key: Bytes::copy_from_slice(key),
-                value: Bytes::copy_from_slice(value),
-                ttl_ms,
-                condition,
-            }
-        }
+            },
+        },
         _ => return None,
     };
     r.end()?;
-    Some(Request { epoch, op })
+    Some(RequestRef { epoch, op })
+}
+
+/// Decodes a GET or SET request body; `None` for anything else (bincode decides).
+pub(crate) fn get_request(body: &[u8]) -> Option<Request> {
+    get_request_ref(body).map(|r| Request {
+        epoch: r.epoch,
+        op: r.op.to_op(),
+    })
 }
 
 /// Decodes a `Value` or `Stored` response body; `None` for anything else.

@@ -378,7 +378,8 @@ fn encoding_refuses_frames_over_the_limit() {
 mod fast_paths {
     use super::*;
     use ringcache_proto::{
-        RequestRef, decode_request, decode_response, encode_request, encode_response,
+        RequestRef, ValueRef, decode_request, decode_response, encode_request, encode_response,
+        encode_value_response, peek_request,
     };
 
     fn long_bytes() -> impl Strategy<Value = Bytes> {
@@ -450,6 +451,19 @@ mod fast_paths {
             encode_request(RequestId(id), RequestRef::from(&req), DEFAULT_MAX_FRAME, &mut fast)
                 .expect("encodes");
             prop_assert_eq!(&fast, &slow);
+            // The borrowed reading agrees, for the operations it reads, and never reads
+            // an incomplete frame.
+            let hot = matches!(req.op, Op::Get { .. } | Op::Set { .. });
+            if let Some((pid, peeked, len)) = peek_request(&fast, DEFAULT_MAX_FRAME) {
+                prop_assert!(hot);
+                prop_assert_eq!(pid, RequestId(id));
+                prop_assert_eq!(len, fast.len());
+                prop_assert_eq!(peeked.epoch, req.epoch);
+                prop_assert_eq!(peeked.op.to_op(), req.op.clone());
+            } else {
+                prop_assert!(!hot);
+            }
+            prop_assert!(peek_request(&fast[..fast.len() - 1], DEFAULT_MAX_FRAME).is_none());
             let got = decode_request(&mut fast, DEFAULT_MAX_FRAME).expect("valid frame");
             prop_assert_eq!(got, Some((RequestId(id), req)));
         }
@@ -460,6 +474,17 @@ mod fast_paths {
             let mut fast = BytesMut::new();
             encode_response(RequestId(id), &resp, DEFAULT_MAX_FRAME, &mut fast).expect("encodes");
             prop_assert_eq!(&fast, &slow);
+            if let Response::Value(entry) = &resp {
+                let mut lent = BytesMut::new();
+                let entry = entry.as_ref().map(|e| ValueRef {
+                    value: &e.value,
+                    version: e.version,
+                    ttl_ms: e.ttl_ms,
+                });
+                encode_value_response(RequestId(id), entry, DEFAULT_MAX_FRAME, &mut lent)
+                    .expect("encodes");
+                prop_assert_eq!(&lent, &slow);
+            }
             let got = decode_response(&mut fast, DEFAULT_MAX_FRAME).expect("valid frame");
             prop_assert_eq!(got, Some((RequestId(id), resp)));
         }
@@ -484,10 +509,17 @@ mod fast_paths {
             };
             // As a request body (epoch first) and as a response body.
             for body in [b.clone(), [&[1u8][..], &b].concat()] {
+                let decoded = decode_request(&mut framed(&body), DEFAULT_MAX_FRAME);
                 prop_assert_eq!(
-                    decode_request(&mut framed(&body), DEFAULT_MAX_FRAME),
-                    decode::<Request>(&mut framed(&body), DEFAULT_MAX_FRAME)
+                    &decoded,
+                    &decode::<Request>(&mut framed(&body), DEFAULT_MAX_FRAME)
                 );
+                let frame = framed(&body);
+                if let Some((id, peeked, len)) = peek_request(&frame, DEFAULT_MAX_FRAME) {
+                    prop_assert_eq!(len, frame.len());
+                    let req = Request { epoch: peeked.epoch, op: peeked.op.to_op() };
+                    prop_assert_eq!(decoded, Ok(Some((id, req))));
+                }
                 prop_assert_eq!(
                     decode_response(&mut framed(&body), DEFAULT_MAX_FRAME),
                     decode::<Response>(&mut framed(&body), DEFAULT_MAX_FRAME)
