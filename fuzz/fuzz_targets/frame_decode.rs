@@ -1,47 +1,55 @@
-//! Feeds arbitrary bytes to the frame decoder, as requests and as responses, the way a
-//! connection reader does: decode until "need more" or a fatal error. It must never
-//! panic, never loop without consuming, and never allocate beyond what libFuzzer allows
-//! (`-rss_limit_mb`).
+//! Feeds arbitrary bytes to the frame decoders the way the two ends of a stream read
+//! them: the node (`peek_request` for a GET or SET read in place, else
+//! `decode_request`) and the client (`decode_response`), decoding until "need more" or
+//! a fatal error. It must never panic, never loop without consuming, never allocate
+//! beyond what libFuzzer allows (`-rss_limit_mb`), and the in-place reading must agree
+//! with `decode_request` on every frame it reads.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use ringcache_proto::{Request, Response, decode};
+use ringcache_proto::{Request, decode_request, decode_response, peek_request};
 
-fn drain<T: serde_like::Decode>(data: &[u8], max: u32) {
+/// The node's stream loop.
+fn drain_requests(data: &[u8], max: u32) {
     let mut buf = BytesMut::from(data);
     loop {
         let before = buf.len();
-        match T::decode(&mut buf, max) {
-            Ok(true) => assert!(buf.len() < before),
-            Ok(false) => break,
-            Err(fatal) if fatal => break,
+        if let Some((id, req, len)) = peek_request(&buf, max) {
+            let owned = Request {
+                epoch: req.epoch,
+                op: req.op.to_op(),
+            };
+            let mut copy = buf.clone();
+            assert_eq!(
+                decode_request(&mut copy, max),
+                Ok(Some((id, owned))),
+                "peek_request and decode_request disagree"
+            );
+            assert_eq!(copy.len(), before - len, "different frame lengths");
+            assert!(len > 0 && len <= before);
+            buf.advance(len);
+            continue;
+        }
+        match decode_request(&mut buf, max) {
+            Ok(Some(_)) => assert!(buf.len() < before),
+            Ok(None) => break,
+            Err(e) if e.is_fatal() => break,
             Err(_) => assert!(buf.len() < before, "non-fatal error without progress"),
         }
     }
 }
 
-mod serde_like {
-    use bytes::BytesMut;
-
-    /// Decode one frame: Ok(true) decoded, Ok(false) needs more, Err(fatal?).
-    pub trait Decode {
-        fn decode(buf: &mut BytesMut, max: u32) -> Result<bool, bool>;
-    }
-
-    impl Decode for super::Request {
-        fn decode(buf: &mut BytesMut, max: u32) -> Result<bool, bool> {
-            super::decode::<super::Request>(buf, max)
-                .map(|o| o.is_some())
-                .map_err(|e| e.is_fatal())
-        }
-    }
-
-    impl Decode for super::Response {
-        fn decode(buf: &mut BytesMut, max: u32) -> Result<bool, bool> {
-            super::decode::<super::Response>(buf, max)
-                .map(|o| o.is_some())
-                .map_err(|e| e.is_fatal())
+/// The client's reader.
+fn drain_responses(data: &[u8], max: u32) {
+    let mut buf = BytesMut::from(data);
+    loop {
+        let before = buf.len();
+        match decode_response(&mut buf, max) {
+            Ok(Some(_)) => assert!(buf.len() < before),
+            Ok(None) => break,
+            Err(e) if e.is_fatal() => break,
+            Err(_) => assert!(buf.len() < before, "non-fatal error without progress"),
         }
     }
 }
@@ -53,6 +61,6 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => (ringcache_proto::DEFAULT_MAX_FRAME, rest),
         None => return,
     };
-    drain::<Request>(rest, max);
-    drain::<Response>(rest, max);
+    drain_requests(rest, max);
+    drain_responses(rest, max);
 });
