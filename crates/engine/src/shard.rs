@@ -52,30 +52,33 @@ impl HeapSlots for ExpirySlots<'_> {
     }
 }
 
-/// `repr(C)` because the order matters: the engine's lock sits just before the shard
-/// on the same cache line, and what every call reads next (table, slab) follows it, then
-/// what a hit updates (read count, hit/miss counters, expiry heap length, the policy's
-/// kind), so a hit touches two lines of the shard's state instead of up to six.
+/// `repr(C)` because the order matters. The engine's lock sits just before the shard;
+/// its cache line is written by every call, so it also holds everything else a hit
+/// writes or a miss changes that a hit reads: the table's header (its item count changes
+/// with every insert), the read count and the hit and miss counters. The next line
+/// holds what only a slab growth or a reconfiguration writes (the slab's header, the
+/// bound, the seed). When two threads share a shard, a hit then takes over one line of
+/// the shard's state from the other core, not three.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Shard {
     table: HashTable<u32>,
-    nodes: Vec<Node>,
     reads: u32,
     hits: u64,
     misses: u64,
+    nodes: Vec<Node>,
+    limit: u64,
+    seed: u64,
+    entries_mode: bool,
     expiry: IndexedHeap,
     policy: PolicyState,
     free: Vec<u32>,
-    limit: u64,
-    entries_mode: bool,
     used: u64,
     pinned_used: u64,
     pinned_entries: u64,
     stamp: u64,
     /// Every counter but `hits` and `misses` (kept next to the table above).
     stats: Stats,
-    seed: u64,
 }
 
 impl Shard {
@@ -804,5 +807,33 @@ impl Shard {
         for &m in self.expiry.members() {
             assert!(self.nodes[ix(m)].live, "expiry heap holds a free slot");
         }
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    use std::mem::{align_of, offset_of, size_of};
+
+    use super::Shard;
+
+    /// What a hit writes (and the table header a miss changes) shares the lock's cache
+    /// line: the shard starts right after the lock word, padded to the shard's
+    /// alignment, and the fields above end within the line.
+    #[test]
+    fn what_a_hit_writes_shares_the_locks_line() {
+        let shard_start = size_of::<parking_lot::RawMutex>().next_multiple_of(align_of::<Shard>());
+        let end = |offset: usize, size: usize| shard_start + offset + size;
+        assert!(
+            end(
+                offset_of!(Shard, table),
+                size_of::<hashbrown::HashTable<u32>>()
+            ) <= 64
+        );
+        assert!(end(offset_of!(Shard, reads), 4) <= 64);
+        assert!(end(offset_of!(Shard, hits), 8) <= 64);
+        assert!(end(offset_of!(Shard, misses), 8) <= 64);
+        // The slab's header, read by every call and written only when the slab grows,
+        // starts the next line.
+        assert_eq!(shard_start + offset_of!(Shard, nodes), 64);
     }
 }

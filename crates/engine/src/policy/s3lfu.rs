@@ -151,10 +151,15 @@ impl S3Lfu {
     /// promoted out of small, so a resident's sketch count grows by one for every pass
     /// of the clock in which it was read. That is the same unit the misses of a key
     /// outside the cache count in, which is what the duel compares.
+    ///
+    /// A saturated counter is left unwritten: a hot entry's node then stays a clean,
+    /// shared cache line that hits on other cores read without taking it over.
     #[inline]
     pub(crate) fn touch(&mut self, nodes: &mut [Node], i: u32) {
         let n = &mut nodes[ix(i)];
-        n.aux = (n.aux + 1).min(MAX_FREQ);
+        if n.aux < MAX_FREQ {
+            n.aux += 1;
+        }
     }
 
     pub(crate) fn forget(&mut self, nodes: &mut [Node], i: u32) {
