@@ -309,8 +309,8 @@ pub struct LocalUpArgs {
     /// Number of nodes: node-1 starts the cluster, the others join it.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub nodes: u64,
-    /// State directory: certs/, node-<id>.toml and node-<id>/ (data, log, pid) per
-    /// node, client.toml.
+    /// State directory: certs/, node-K.toml and node-K/ (data, log, pid) per
+    /// node K, client.toml.
     #[arg(long, default_value = crate::local::DEFAULT_DIR, value_name = "DIR")]
     pub dir: PathBuf,
     /// Leave the nodes running in the background and return.
@@ -319,7 +319,7 @@ pub struct LocalUpArgs {
     /// Memory bound of the `default` namespace, per node.
     #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_bytes)]
     pub memory: u64,
-    /// UDP port of node-1; node-<id> listens on PORT+id-1 [default: the ports of an
+    /// UDP port of node-1; node-K listens on PORT+K-1 [default: the ports of an
     /// earlier run in DIR, else free ones].
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub port: u16,
