@@ -62,6 +62,10 @@ where
     let mut outbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut waiting: Waiting = FuturesUnordered::new();
     let mut memo = StreamMemo::default();
+    // Made once: a fresh wait per loop would register with (and leave) the shutdown
+    // channel's waiter list, shared by every stream of the node, around every read.
+    let stop = stop_requested(&mut shutdown);
+    tokio::pin!(stop);
     loop {
         let mut fatal = None;
         loop {
@@ -125,7 +129,7 @@ where
             Some((id, r)) = waiting.next(), if !waiting.is_empty() => {
                 respond(id, &r, max_frame, &mut outbuf);
             }
-            () = stop_requested(&mut shutdown) => {
+            () = &mut stop => {
                 finish(&mut waiting, max_frame, &mut send).await?;
                 return Ok(StreamEnd::ShutDown);
             }
