@@ -77,6 +77,9 @@ pub struct TableMemo {
     /// The [`Routing`] generation `table` was read at (`None`: never read).
     generation: Option<u64>,
     table: Option<Arc<PartitionTable>>,
+    /// Per partition, whether `table` makes this node its owner: one byte to read per
+    /// request instead of the table's replica list (an allocation of its own).
+    mine: Vec<bool>,
 }
 
 /// Counts a request in its partition until dropped.
@@ -263,6 +266,19 @@ impl Routing {
         if memo.generation != Some(generation) {
             memo.table = self.view.read().table.clone();
             memo.generation = Some(generation);
+            memo.mine = memo.table.as_ref().map_or_else(Vec::new, |t| {
+                (0..t.partitions())
+                    .map(|q| t.owner(PartitionId(q)) == Some(self.me))
+                    .collect()
+            });
+        }
+        // The common case, decided as `check_owner` decides it; anything else (and
+        // every refusal, with its hints) goes through `check_owner`.
+        if let Some(table) = &memo.table
+            && memo.mine.get(p.0 as usize) == Some(&true)
+            && (epoch.0 == 0 || epoch == table.epoch())
+        {
+            return Ok(Some(scoped));
         }
         self.check_owner(p, epoch, memo.table.as_deref())?;
         Ok(Some(scoped))
@@ -505,6 +521,20 @@ mod tests {
         let stale = routing
             .admit_scoped(p, Epoch(1), &mut memo)
             .expect_err("routed with the old table");
+        assert_eq!(stale.code, ErrorCode::StaleEpoch);
+        let ahead = routing
+            .admit_scoped(p, Epoch(3), &mut memo)
+            .expect_err("routed with a table this node does not have yet");
+        assert_eq!(ahead.code, ErrorCode::Unavailable);
+
+        // Back to this node: served at the current epoch or none, refused at an old one
+        // even though the partition is ours again.
+        routing.set_view(view_owned_by(me, 3));
+        assert!(routing.admit_scoped(p, Epoch(3), &mut memo).is_ok());
+        assert!(routing.admit_scoped(p, Epoch(0), &mut memo).is_ok());
+        let stale = routing
+            .admit_scoped(p, Epoch(1), &mut memo)
+            .expect_err("routed with an old table");
         assert_eq!(stale.code, ErrorCode::StaleEpoch);
         assert_eq!(routing.fences[2].inflight.load(Ordering::SeqCst), 0);
     }
