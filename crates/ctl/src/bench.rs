@@ -13,11 +13,13 @@
 //! - `workload`: operations, keys (`key:<n>`, uniform or Zipf), the value, the RNG.
 //! - `recorder`: the time line of a run, shared counters, per-loop HdrHistograms.
 //! - `ringcache`: N `Client`s, fill with `set_many`, the request loops.
+//! - `lean`: `--driver lean`, the request loops on raw frames, no client library.
 //! - `redis`: N TCP connections, fill with MSET, pipelined loops.
 //! - `resp`: the RESP2 encoder and decoder.
 //! - `progress`: the progress line on stderr; number formatting.
 //! - `report`: the table and the JSON.
 
+mod lean;
 mod progress;
 mod recorder;
 mod redis;
@@ -37,7 +39,7 @@ use self::recorder::{Recorder, Shared, Window};
 use self::report::Report;
 use self::workload::Workload;
 use crate::Status;
-use crate::cli::{BenchArgs, BenchOp, GlobalArgs, KeyDist};
+use crate::cli::{BenchArgs, BenchDriver, BenchOp, GlobalArgs, KeyDist};
 use crate::connect::client_config;
 use crate::data::DEFAULT_NAMESPACE;
 use crate::output::{print_json, print_line};
@@ -119,6 +121,7 @@ pub(crate) struct Plan {
     pub(crate) seed: u64,
     pub(crate) ns: String,
     pub(crate) zipf_alpha: Option<f64>,
+    pub(crate) driver: BenchDriver,
     dist: KeyDist,
 }
 
@@ -164,6 +167,7 @@ impl Plan {
             seed: a.seed,
             ns: g.ns.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             zipf_alpha,
+            driver: a.driver,
             dist: a.dist,
         })
     }
@@ -209,6 +213,7 @@ pub(crate) fn execute(g: &GlobalArgs, a: &BenchArgs) -> anyhow::Result<Status> {
 async fn run(g: &GlobalArgs, plan: &Plan) -> anyhow::Result<Status> {
     // Everything connects first: a wrong address or namespace fails before any fill.
     let mut batch = FILL_BATCH;
+    let mut lean_conns = None;
     let clients = if plan.redis_only {
         None
     } else {
@@ -229,6 +234,9 @@ async fn run(g: &GlobalArgs, plan: &Plan) -> anyhow::Result<Status> {
         drop(ticker);
         let clients = clients?;
         ringcache::check_namespace(&clients[0], &plan.ns).await?;
+        if plan.driver == BenchDriver::Lean {
+            lean_conns = Some(lean::connect(&config, plan.connections).await?);
+        }
         Some(clients)
     };
     let mut redis = match &plan.redis {
@@ -258,16 +266,32 @@ async fn run(g: &GlobalArgs, plan: &Plan) -> anyhow::Result<Status> {
     let mut runs = Vec::new();
     if let Some(clients) = clients {
         let (window, shared, ticker) = start_run(System::Ringcache, plan);
-        let rec = ringcache::load(
-            &clients,
-            &plan.ns,
-            &plan.workload,
-            plan.depth,
-            plan.seed,
-            window,
-            &shared,
-        )
-        .await;
+        let rec = match lean_conns {
+            Some(conns) => {
+                lean::load(
+                    conns,
+                    &plan.ns,
+                    &plan.workload,
+                    plan.depth,
+                    plan.seed,
+                    window,
+                    &shared,
+                )
+                .await
+            }
+            None => {
+                ringcache::load(
+                    &clients,
+                    &plan.ns,
+                    &plan.workload,
+                    plan.depth,
+                    plan.seed,
+                    window,
+                    &shared,
+                )
+                .await
+            }
+        };
         runs.push(finish_run(System::Ringcache, rec, window, &shared, ticker));
         ringcache::close(clients).await;
     }

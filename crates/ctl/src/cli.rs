@@ -562,6 +562,15 @@ pub struct WriteBehindFlushArgs {
     pub wait: Duration,
 }
 
+/// How `ringctl bench` drives the Ringcache side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchDriver {
+    /// Through `ringcache-client`: one `Client` per connection.
+    Client,
+    /// Raw request frames over one QUIC stream per connection, no client library.
+    Lean,
+}
+
 /// `ringctl bench`
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -618,6 +627,12 @@ pub struct BenchArgs {
     /// load generator or Redis alone.
     #[arg(long, requires = "redis")]
     pub redis_only: bool,
+    /// How the Ringcache side is driven: `client`, through the client library (what an
+    /// application pays); `lean`, raw protocol frames on one stream per connection, as
+    /// lean as the Redis side's driver (what the node alone can do; one-node
+    /// deployments only).
+    #[arg(long, value_enum, default_value_t = BenchDriver::Client)]
+    pub driver: BenchDriver,
     /// Load generator threads [default: one per CPU].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
@@ -882,6 +897,7 @@ mod tests {
             (Duration::from_secs(10), Duration::from_secs(2))
         );
         assert!(!b.fill && b.redis.is_none() && !b.redis_only);
+        assert_eq!(b.driver, BenchDriver::Client);
 
         let cli = Cli::try_parse_from([
             "ringctl",

@@ -93,6 +93,39 @@ fn bench_against_a_local_node_reports_throughput_and_latency() {
         assert_eq!(&row[..4], ["ringcache", *op, "2", "4"], "{out:#?}");
     }
 
+    // The lean driver (raw frames, no client library): the same loops, every GET of a
+    // filled key a hit, every SET stored, no request unanswered or mismatched.
+    let out = bench(&[
+        "--json",
+        "--driver",
+        "lean",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--connections",
+        "3",
+        "--depth",
+        "8",
+        "--keyspace",
+        "100",
+        "--op",
+        "mixed",
+        "--get-ratio",
+        "0.5",
+    ])
+    .ok();
+    let report = out.json();
+    assert_eq!(report["workload"]["driver"], "lean", "{report}");
+    let rc = &report["systems"][0];
+    assert_eq!(rc["errors"], 0, "{rc}");
+    assert_eq!(rc["hit_ratio"], 1.0, "the keys were filled above: {rc}");
+    let by_op = rc["by_op"].as_array().expect("by_op");
+    for op in ["get", "set"] {
+        let row = by_op.iter().find(|r| r["op"] == op).expect("a row per op");
+        assert!(row["ops"].as_u64().is_some_and(|n| n > 0), "{row}");
+    }
+
     // A namespace the node does not have: one line, before any load.
     let out = bench(&["--ns", "nope", "--duration", "1s"]);
     assert_eq!(out.code, Some(1), "{out:#?}");

@@ -36,6 +36,8 @@ struct WorkloadJson {
     ns: String,
     threads: usize,
     seed: u64,
+    /// How the Ringcache side was driven: `client` or `lean`.
+    driver: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +182,10 @@ impl Report {
                 ns: plan.ns.clone(),
                 threads: plan.threads,
                 seed: plan.seed,
+                driver: match plan.driver {
+                    crate::cli::BenchDriver::Client => "client",
+                    crate::cli::BenchDriver::Lean => "lean",
+                },
             },
             fill: fills
                 .iter()
@@ -219,7 +225,7 @@ impl Report {
         };
         let mut out = format!(
             "{mix}, {dist} over {} keys, {}-byte values, namespace {:?}, {} connections x depth {}, \
-             {} measured after {} warm-up, {} load threads\n\n",
+             {} measured after {} warm-up, {} load threads{}\n\n",
             thousands(w.keyspace),
             w.value_size,
             w.ns,
@@ -228,6 +234,11 @@ impl Report {
             secs(std::time::Duration::from_secs_f64(w.duration_s)),
             secs(std::time::Duration::from_secs_f64(w.warmup_s)),
             w.threads,
+            if w.driver == "lean" {
+                ", Ringcache driven on raw frames (--driver lean)"
+            } else {
+                ""
+            },
         );
         let mut t = Table::new(&[
             "system",
