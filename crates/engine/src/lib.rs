@@ -69,6 +69,7 @@ mod heap;
 mod node;
 mod policy;
 mod policy_kind;
+mod prefetch;
 mod shard;
 mod stats;
 

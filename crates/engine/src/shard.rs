@@ -288,6 +288,26 @@ impl Shard {
         Some(i)
     }
 
+    /// Prefetches the nodes the table files under `hash` (the key's node, and rarely a
+    /// node whose tag collides): reads the table, not the nodes.
+    #[inline]
+    pub(crate) fn prefetch_nodes(&self, hash: u64) {
+        for &i in self.table.iter_hash(hash) {
+            if let Some(n) = self.nodes.get(ix(i)) {
+                crate::prefetch::line(n);
+            }
+        }
+    }
+
+    /// Prefetches the start of `key`'s value (its node is best already in cache: see
+    /// [`Shard::prefetch_nodes`]).
+    #[inline]
+    pub(crate) fn prefetch_value(&self, key: &[u8], hash: u64) {
+        if let Some(i) = self.find(key, hash) {
+            crate::prefetch::bytes(&self.nodes[ix(i)].value);
+        }
+    }
+
     /// A read that changes nothing: no stats, no policy access, no idle-time refresh.
     pub(crate) fn peek(&mut self, key: &[u8], hash: u64, now: &mut Now<'_>) -> Option<EntryView> {
         let i = self.find(key, hash)?;

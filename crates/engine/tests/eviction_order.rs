@@ -557,3 +557,40 @@ fn retain_and_clear_report_explicit_removals() {
     assert_eq!(engine.stats().explicit, 4);
     engine.check_invariants();
 }
+
+/// Prefetching is a hint, not an access: it neither counts a hit or miss nor moves an
+/// entry in the policy's order, for present and absent keys alike.
+#[test]
+fn prefetching_is_not_an_access() {
+    let (engine, rec, _) = small_engine(Policy::Lru, 3);
+    for k in ["a", "b", "c"] {
+        put(&engine, k);
+    }
+    let before = engine.stats();
+    // Were these reads, `a` would no longer be the least recently used.
+    for k in ["a", "a", "nope", "b"] {
+        engine.prefetch_entry(k.as_bytes());
+        engine.prefetch_value(k.as_bytes());
+    }
+    let after = engine.stats();
+    assert_eq!(
+        (after.hits, after.misses),
+        (before.hits, before.misses),
+        "no access counted"
+    );
+    put(&engine, "d");
+    assert_eq!(rec.take_keys(), vec![size("a")], "the order is unchanged");
+    // A value of several cache lines, and an empty one.
+    engine
+        .insert(b"big", vec![7u8; 1000].into(), &InsertOptions::new())
+        .expect("fits");
+    engine
+        .insert(b"empty", bytes::Bytes::new(), &InsertOptions::new())
+        .expect("fits");
+    for k in [&b"big"[..], b"empty"] {
+        engine.prefetch_entry(k);
+        engine.prefetch_value(k);
+        assert!(engine.contains(k));
+    }
+    engine.check_invariants();
+}

@@ -68,7 +68,13 @@ where
     tokio::pin!(stop);
     loop {
         let mut fatal = None;
+        // Frames at the front of `inbuf` whose entries were prefetched.
+        let mut prefetched = 0;
         loop {
+            if prefetched == 0 {
+                prefetched = handler.prefetch_gets(&inbuf, &mut memo, max_frame);
+            }
+            prefetched -= 1;
             // GETs and SETs are read in place; everything else (and every error) is
             // left to `decode_request`.
             if let Some((id, req, len)) = peek_request(&inbuf, max_frame) {

@@ -16,7 +16,7 @@ use ringcache_placement::partition_for;
 use ringcache_proto::{
     EncodeError, Entry, Epoch, ErrorCode, Hints, Limits, NamespaceInfo, NamespaceStats, NodeId, Op,
     OpRef, PartitionId, Request, RequestId, RequestMode, RequestRef, Response, SetItem, ValueRef,
-    WireError, WriteCondition, WriteOverride, encode_value_response,
+    WireError, WriteCondition, WriteOverride, encode_value_response, peek_request,
 };
 
 use futures::future::BoxFuture;
@@ -25,6 +25,9 @@ use crate::control::Control;
 use crate::keyspace::{Keyspace, Namespace, NsMemo, Partition};
 use crate::routing::{InFlight, Routing, TableMemo};
 use crate::strategy::Strategy;
+
+/// Requests whose entries [`Handler::prefetch_gets`] loads together at most.
+pub const PREFETCH_BATCH: usize = 16;
 
 /// What one request stream remembers between requests so the next needs no shared
 /// lock: its last namespace and the partition table (see [`Handler::handle_ref`]).
@@ -300,6 +303,52 @@ impl Handler {
             }
         };
         Some(Reply::Ready(response))
+    }
+
+    /// Starts loading the engine entries of the GETs and SETs at the front of `buf` into
+    /// the CPU caches, so that their lookups, made next by [`Handler::handle_ref`], find
+    /// them there: over a keyspace much larger than the caches, each request would
+    /// otherwise wait on memory three or four times in a row (table, record, value; a
+    /// SET reads the record and frees the old value), one request after the other. Here
+    /// the waits of up to [`PREFETCH_BATCH`] requests of one namespace overlap (two
+    /// passes: the records, then the values; see `Engine::prefetch_entry`).
+    ///
+    /// Returns how many complete frames it looked at, at least 1 when `buf` holds one:
+    /// the caller calls again once it has handled that many. Changes nothing; a lone
+    /// request (depth 1) is not prefetched, since nothing would overlap.
+    pub fn prefetch_gets(&self, buf: &[u8], memo: &mut StreamMemo, max_frame: u32) -> usize {
+        let count = self.keyspace.partition_count();
+        let mut gets: [(PartitionId, &[u8]); PREFETCH_BATCH] =
+            [(PartitionId(0), &[]); PREFETCH_BATCH];
+        let (mut n, mut frames, mut at) = (0, 0, 0);
+        let mut batch_ns = None;
+        while n < PREFETCH_BATCH {
+            let Some((_, req, len)) = peek_request(&buf[at..], max_frame) else {
+                break;
+            };
+            if let OpRef::Get { ns, key } | OpRef::Set { ns, key, .. } = req.op {
+                if *batch_ns.get_or_insert(ns) != ns {
+                    break;
+                }
+                gets[n] = (partition_for(ns, key, count), key);
+                n += 1;
+            }
+            at += len;
+            frames += 1;
+        }
+        let Some(ns) = batch_ns.filter(|_| n >= 2) else {
+            return frames.max(1);
+        };
+        let Some(namespace) = self.keyspace.namespace_memo(ns, &mut memo.ns) else {
+            return frames;
+        };
+        for &(p, key) in &gets[..n] {
+            namespace.partition(p).engine.prefetch_entry(key);
+        }
+        for &(p, key) in &gets[..n] {
+            namespace.partition(p).engine.prefetch_value(key);
+        }
+        frames
     }
 
     fn handle_owned(&self, req: RequestRef<'_>) -> Reply {

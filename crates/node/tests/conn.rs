@@ -376,3 +376,83 @@ async fn a_stream_sees_namespaces_created_and_changed_while_it_is_open() {
         r => panic!("expected a value, got {r:?}"),
     }
 }
+
+/// `Handler::prefetch_gets` looks at the GETs and SETs at the front of a buffer, one
+/// namespace at a time, says how many frames it covered, and changes nothing.
+#[test]
+fn prefetching_covers_a_run_of_gets_and_sets_and_changes_nothing() {
+    use ringcache_node::handler::StreamMemo;
+    let h = handler();
+    let mut memo = StreamMemo::default();
+    let get = |id, key: &str| {
+        frame(
+            id,
+            Op::Get {
+                ns: "default".into(),
+                key: key.as_bytes().to_vec().into(),
+            },
+        )
+    };
+    let set = |id, key: &str| {
+        frame(
+            id,
+            Op::Set {
+                ns: "default".into(),
+                key: key.as_bytes().to_vec().into(),
+                value: Bytes::from_static(b"v"),
+                ttl_ms: None,
+                condition: WriteCondition::Always,
+            },
+        )
+    };
+    let ns = h.keyspace().namespace("default").expect("default");
+    let stats = |ns: &ringcache_node::keyspace::Namespace| {
+        ns.partitions()
+            .map(|p| {
+                let s = p.engine.stats();
+                (s.hits, s.misses, s.inserts)
+            })
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    };
+    let before = stats(&ns);
+
+    // Three GETs and a SET, then half a frame: four frames covered.
+    let mut buf = BytesMut::new();
+    for (i, k) in ["a", "b", "c"].iter().enumerate() {
+        buf.extend_from_slice(&get(i as u64, k));
+    }
+    buf.extend_from_slice(&set(3, "d"));
+    let partial = get(4, "e");
+    buf.extend_from_slice(&partial[..partial.len() / 2]);
+    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 4);
+    // Another namespace ends the run; so does any other operation.
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&get(0, "a"));
+    buf.extend_from_slice(&frame(
+        1,
+        Op::Get {
+            ns: "other".into(),
+            key: b"a".to_vec().into(),
+        },
+    ));
+    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 1);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&get(0, "a"));
+    buf.extend_from_slice(&get(1, "b"));
+    buf.extend_from_slice(&frame(2, Op::Ping));
+    buf.extend_from_slice(&get(3, "c"));
+    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 2);
+    // Nothing complete: 1, so the caller moves on to decoding (and waiting for more).
+    assert_eq!(h.prefetch_gets(&[], &mut memo, MAX_FRAME), 1);
+    assert_eq!(h.prefetch_gets(&partial[..3], &mut memo, MAX_FRAME), 1);
+    // More than a batch: a batch's worth.
+    let mut buf = BytesMut::new();
+    for i in 0..40u64 {
+        buf.extend_from_slice(&get(i, &format!("k{i}")));
+    }
+    assert_eq!(
+        h.prefetch_gets(&buf, &mut memo, MAX_FRAME),
+        ringcache_node::handler::PREFETCH_BATCH
+    );
+    assert_eq!(stats(&ns), before, "prefetching counts no access");
+}
