@@ -13,8 +13,11 @@
 #     --depths "1 16"  pipeline depths to run [DEPTHS, default "1 16"]
 #   The build goes to $CARGO_TARGET_DIR when set (default target/).
 #
-# Fills both systems with every key once, then runs GET and SET at each depth: with the
-# defaults 4 workloads x 2 systems x 12 s, about 2 minutes after the build. Redis, the
+# Fills both systems with every key once, then runs GET and SET at each depth, Ringcache
+# twice: through the client library (`ringctl bench`, what an application pays; the
+# "ratio" column) and on raw frames (`--driver lean`, driven as cheaply as the Redis
+# side; the "raw frames" column, the node's own throughput against Redis'). With the
+# defaults 4 workloads x 3 runs x 12 s, about 3 minutes after the build. Redis, the
 # node and the load generator share this machine's CPUs: the numbers compare the two
 # systems under the same conditions, they are not either system's capacity.
 # Installs redis-server with apt-get when it is missing (root, Debian).
@@ -85,8 +88,9 @@ echo "== starting a ringcached node" >&2
 "$ringctl" local up --detach --dir "$work/local" --memory 1GiB >&2
 client=("$ringctl" -c "$work/local/client.toml")
 
-common=(--redis "127.0.0.1:$port" --connections "$CONNECTIONS" --keyspace "$KEYSPACE"
-    --value-size "$VALUE_SIZE" --duration "$DURATION" --warmup "$WARMUP")
+load=(--connections "$CONNECTIONS" --keyspace "$KEYSPACE" --value-size "$VALUE_SIZE"
+    --duration "$DURATION" --warmup "$WARMUP")
+common=(--redis "127.0.0.1:$port" "${load[@]}")
 fill=(--fill)
 runs=()
 for op in get set; do
@@ -95,6 +99,9 @@ for op in get set; do
         out="$work/$op-$depth.json"
         "${client[@]}" --json bench "${common[@]}" "${fill[@]}" --op "$op" --depth "$depth" >"$out"
         fill=()
+        "${client[@]}" --json bench "${load[@]}" --driver lean --op "$op" --depth "$depth" \
+            | python3 -c 'import json, sys; print(json.load(sys.stdin)["systems"][0]["ops_per_s"])' \
+            >"$out.lean"
         runs+=("$out")
     done
 done
@@ -140,10 +147,11 @@ for f in reports[0]["fill"]:
     print(f"Fill {f['system']}: {f['keys']:,} keys in {f['seconds']:.1f} s "
           f"({f['keys_per_s']:,.0f} keys/s, {f['errors']} errors)")
 print()
-print("| workload | Ringcache ops/s | Redis ops/s | ratio | Ringcache p50 / p99 | Redis p50 / p99 |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+print("| workload | Ringcache ops/s | Redis ops/s | ratio | Ringcache p50 / p99 | Redis p50 / p99 | raw frames: ops/s (ratio) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 notes = []
-for r in reports:
+for path, r in zip(paths, reports):
+    lean = float(open(path + ".lean").read())
     w = r["workload"]
     s = {x["system"]: x for x in r["systems"]}
     rc, rd = s["ringcache"], s["redis"]
@@ -151,7 +159,8 @@ for r in reports:
     name = f"{w['op'].upper()}, depth {w['depth']}"
     print(f"| {name} | {rc['ops_per_s']:,.0f} | {rd['ops_per_s']:,.0f} | "
           f"{ratio:.2f}x | {us(rc['latency_us']['p50'])} / {us(rc['latency_us']['p99'])} | "
-          f"{us(rd['latency_us']['p50'])} / {us(rd['latency_us']['p99'])} |")
+          f"{us(rd['latency_us']['p50'])} / {us(rd['latency_us']['p99'])} | "
+          f"{lean:,.0f} ({lean / rd['ops_per_s']:.2f}x) |")
     for x in (rc, rd):
         if x["errors"]:
             notes.append(f"{name}, {x['system']}: {x['errors']} errors, first: {x['first_error']}")
