@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
 use crate::shard::{Now, Shard, Sink};
 use crate::stats::{Removal, Stats};
+use crate::table::TableHint;
 use crate::{Capacity, Policy};
 
 /// Called with every removed entry, after the shard lock is released, on the thread
@@ -29,6 +30,20 @@ const MAX_DEFAULT_SHARDS: u64 = 64;
 #[derive(Debug)]
 struct Padded<T>(T);
 
+/// A shard's lock and, outside it, where its hash table is (read without the lock, to
+/// prefetch: see [`Engine::prefetch_table`]).
+struct ShardCell {
+    lock: Mutex<Shard>,
+    hint: Arc<TableHint>,
+}
+
+impl std::ops::Deref for ShardCell {
+    type Target = Mutex<Shard>;
+    fn deref(&self) -> &Mutex<Shard> {
+        &self.lock
+    }
+}
+
 /// A byte- or entry-bounded in-memory store with a pluggable eviction policy.
 ///
 /// Keys hash (seeded: two multiplies for keys of up to 16 bytes, xxh3 beyond) to one of a power-of-two number of shards, each behind its
@@ -47,7 +62,7 @@ struct Padded<T>(T);
 /// assert_eq!(engine.get(b"k"), Some(Bytes::from_static(b"v")));
 /// ```
 pub struct Engine {
-    shards: Box<[Padded<Mutex<Shard>>]>,
+    shards: Box<[Padded<ShardCell>]>,
     mask: u64,
     seed: u64,
     clock: Arc<dyn Clock>,
@@ -161,12 +176,17 @@ impl EngineBuilder {
         let shards: Box<[_]> = (0..n)
             .map(|s| {
                 let share = limit / n + u64::from(s < limit % n);
-                Padded(Mutex::new(Shard::new(
-                    share,
-                    entries_mode,
-                    self.policy,
-                    self.seed ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )))
+                let hint = Arc::new(TableHint::default());
+                Padded(ShardCell {
+                    lock: Mutex::new(Shard::new(
+                        share,
+                        entries_mode,
+                        self.policy,
+                        self.seed ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        Arc::clone(&hint),
+                    )),
+                    hint,
+                })
             })
             .collect();
         Engine {
@@ -195,7 +215,7 @@ impl Engine {
     /// The shard for a hash: bits 32.. of the hash, which the table's own bucket index
     /// (low bits) and tag (top 7 bits) do not use.
     #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+    fn shard(&self, hash: u64) -> &ShardCell {
         &self.shards[((hash >> 32) & self.mask) as usize].0
     }
 
@@ -272,15 +292,24 @@ impl Engine {
         })
     }
 
+    /// The first step of prefetching a batch (see [`Engine::prefetch_entry`]): starts
+    /// loading the part of the shard's hash table where `key` is filed, without taking
+    /// the shard's lock. Changes nothing and counts nothing.
+    #[inline]
+    pub fn prefetch_table(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        self.shard(hash).hint.prefetch(hash);
+    }
+
     /// A hint that `key` will be read soon: starts loading its entry's record into the
     /// CPU caches and returns at once. Changes nothing and counts nothing.
     ///
     /// For a caller with a batch of reads at hand (a node with a read buffer of GETs):
-    /// call this for every key of the batch, then [`Engine::prefetch_value`] for every
-    /// key, then read them. A lookup in a cache far larger than the CPU's waits on
-    /// memory three or four times in a row (table, record, value); spread over a batch
-    /// this way, those waits overlap instead of adding up. Each call takes the shard
-    /// lock briefly.
+    /// call [`Engine::prefetch_table`] for every key of the batch, then this for every
+    /// key, then [`Engine::prefetch_value`] for every key, then read them. A lookup in a
+    /// cache far larger than the CPU's waits on memory three times in a row (table,
+    /// record, value); spread over a batch this way, those waits overlap instead of
+    /// adding up. Each call takes the shard lock briefly.
     #[inline]
     pub fn prefetch_entry(&self, key: &[u8]) {
         let hash = self.hash(key);

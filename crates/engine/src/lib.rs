@@ -11,6 +11,8 @@
 //! - [`engine`](Engine): the sharded, thread-safe front and its builder.
 //! - `shard`: one lock's worth of state: slab of nodes, hash table of slot indices,
 //!   expiry heap, accounting, and the policy.
+//! - `table`: that hash table: cache-line groups of 8 tags and slot indices, so a
+//!   lookup reads one line, which can be prefetched from the hash alone.
 //! - `policy`: LRU, FIFO, LFU with aging, Random, TTL, the candidates S3-FIFO and
 //!   W-TinyLFU (hill-climbed window), and the default, S3-LFU (S3-FIFO queues with a
 //!   TinyLFU admission duel), all over intrusive index links.
@@ -72,6 +74,7 @@ mod policy_kind;
 mod prefetch;
 mod shard;
 mod stats;
+mod table;
 
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use engine::{Engine, EngineBuilder, RemovalListener};
@@ -80,7 +83,8 @@ pub use policy_kind::{Capacity, Policy, UnknownPolicy};
 pub use stats::{Removal, RemovalCause, Stats};
 
 /// Bytes charged per entry on top of its key and value in [`Capacity::Bytes`] mode: the
-/// node record plus its hash-table slot (index and control byte, rounded up), plus the
-/// policy's per-entry share (expiry heap slot or random-array slot). Measured from the
+/// node record plus its hash-table slot (8 bytes: tag and slot index, in groups kept at
+/// most 7/8 full), plus the policy's per-entry share (expiry heap slot or random-array
+/// slot). Measured from the
 /// real struct sizes, so it is exact for this build, not an estimate.
 pub const ENTRY_OVERHEAD: u64 = (std::mem::size_of::<node::Node>() + 16) as u64;

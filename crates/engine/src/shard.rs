@@ -2,7 +2,6 @@
 //! policy that orders the unpinned nodes. Everything here runs under the shard's lock.
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
 use crate::clock::Clock;
 use crate::entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
@@ -11,6 +10,7 @@ use crate::heap::{HeapSlots, IndexedHeap};
 use crate::node::{KeyBytes, NEVER, NIL, Node, ix};
 use crate::policy::{PolicyState, Sizing};
 use crate::stats::{Removal, RemovalCause, Stats};
+use crate::table::{SlotTable, TableHint};
 use crate::{ENTRY_OVERHEAD, Policy};
 
 /// Expired entries reclaimed per write, and per [`READ_RECLAIM_PERIOD`] reads.
@@ -62,7 +62,7 @@ impl HeapSlots for ExpirySlots<'_> {
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Shard {
-    table: HashTable<u32>,
+    table: SlotTable,
     reads: u32,
     hits: u64,
     misses: u64,
@@ -79,16 +79,26 @@ pub(crate) struct Shard {
     stamp: u64,
     /// Every counter but `hits` and `misses` (kept next to the table above).
     stats: Stats,
+    /// Where the table is, for prefetching outside the lock (the engine holds it too).
+    hint: std::sync::Arc<TableHint>,
 }
 
 impl Shard {
-    pub(crate) fn new(limit: u64, entries_mode: bool, policy: Policy, seed: u64) -> Self {
+    /// A shard whose table publishes where it is to `hint`.
+    pub(crate) fn new(
+        limit: u64,
+        entries_mode: bool,
+        policy: Policy,
+        seed: u64,
+        hint: std::sync::Arc<TableHint>,
+    ) -> Self {
         let sizing = Sizing {
             limit,
             entries_mode,
         };
         Self {
-            table: HashTable::new(),
+            table: SlotTable::new(&hint),
+            hint,
             nodes: Vec::new(),
             reads: 0,
             hits: 0,
@@ -143,13 +153,11 @@ impl Shard {
     fn find(&self, key: &[u8], hash: u64) -> Option<u32> {
         let nodes = &self.nodes;
         let words = (key.len() <= SHORT_KEY).then(|| short_words(key));
-        self.table
-            .find(hash, |&i| nodes[ix(i)].key.is(key, words))
-            .copied()
+        self.table.find(hash, |i| nodes[ix(i)].key.is(key, words))
     }
 
     /// The live entry for `key`, removing it (cause expired) if it has expired.
-    #[inline]
+    #[inline(always)]
     fn find_live(
         &mut self,
         key: &[u8],
@@ -292,11 +300,12 @@ impl Shard {
     /// node whose tag collides): reads the table, not the nodes.
     #[inline]
     pub(crate) fn prefetch_nodes(&self, hash: u64) {
-        for &i in self.table.iter_hash(hash) {
+        self.table.find(hash, |i| {
             if let Some(n) = self.nodes.get(ix(i)) {
                 crate::prefetch::line(n);
             }
-        }
+            false
+        });
     }
 
     /// Prefetches the start of `key`'s value (its node is best already in cache: see
@@ -472,7 +481,8 @@ impl Shard {
             n.live = true;
             n.flags = opts.flags;
             let nodes = &self.nodes;
-            self.table.insert_unique(hash, i, |&j| nodes[ix(j)].hash);
+            self.table
+                .insert(hash, i, |j| nodes[ix(j)].hash, &self.hint);
             self.used += charge;
             self.stats.inserts += 1;
             if opts.pinned {
@@ -601,9 +611,7 @@ impl Shard {
                 .remove_at(&mut ExpirySlots(&mut self.nodes), pos);
         }
         let hash = self.nodes[ix(i)].hash;
-        if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
+        self.table.remove(hash, i);
         let n = &mut self.nodes[ix(i)];
         n.live = false;
         let (charge, pinned, version) = (n.charge, n.pinned, n.version);
@@ -802,6 +810,15 @@ impl Shard {
     pub(crate) fn check(&self) {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.live).collect();
         assert_eq!(live.len(), self.table.len(), "table and slab disagree");
+        self.table.check(|i| self.nodes[ix(i)].hash);
+        for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.live) {
+            let i = u32::try_from(i).expect("slot index fits u32");
+            assert_eq!(
+                self.table.find(n.hash, |j| j == i),
+                Some(i),
+                "live entry not filed"
+            );
+        }
         let used: u64 = live.iter().map(|n| n.charge).sum();
         assert_eq!(used, self.used, "used charge drifted");
         let pinned: u64 = live.iter().filter(|n| n.pinned).map(|n| n.charge).sum();
@@ -846,7 +863,7 @@ mod layout {
         assert!(
             end(
                 offset_of!(Shard, table),
-                size_of::<hashbrown::HashTable<u32>>()
+                size_of::<crate::table::SlotTable>()
             ) <= 64
         );
         assert!(end(offset_of!(Shard, reads), 4) <= 64);

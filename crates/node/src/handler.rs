@@ -310,8 +310,8 @@ impl Handler {
     /// them there: over a keyspace much larger than the caches, each request would
     /// otherwise wait on memory three or four times in a row (table, record, value; a
     /// SET reads the record and frees the old value), one request after the other. Here
-    /// the waits of up to [`PREFETCH_BATCH`] requests of one namespace overlap (two
-    /// passes: the records, then the values; see `Engine::prefetch_entry`).
+    /// the waits of up to [`PREFETCH_BATCH`] requests of one namespace overlap (three
+    /// passes: the table lines, the records, the values; see `Engine::prefetch_entry`).
     ///
     /// Returns how many complete frames it looked at, at least 1 when `buf` holds one:
     /// the caller calls again once it has handled that many. Changes nothing; a lone
@@ -342,6 +342,9 @@ impl Handler {
         let Some(namespace) = self.keyspace.namespace_memo(ns, &mut memo.ns) else {
             return frames;
         };
+        for &(p, key) in &gets[..n] {
+            namespace.partition(p).engine.prefetch_table(key);
+        }
         for &(p, key) in &gets[..n] {
             namespace.partition(p).engine.prefetch_entry(key);
         }
