@@ -35,11 +35,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "== installing redis-server" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+# shellcheck source=lib/redis.sh
+. scripts/lib/redis.sh
+need_redis_server
 
 echo "== building (release)" >&2
 cargo build --release --bins --locked >&2
@@ -50,6 +48,7 @@ ringctl=$bin/ringctl
 work=$(mktemp -d)
 pids=()
 cleanup() {
+    stop_redis
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -f "$work/local/node-1/pid" ]; then
         "$ringctl" local down --dir "$work/local" --force >/dev/null 2>&1 || true
@@ -59,22 +58,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if "'"$1"'" == "udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-rport=$(free_port tcp)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --daemonize no \
-    --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do
-    if redis-cli -h 127.0.0.1 -p "$rport" ping 2>/dev/null | grep -q PONG; then break; fi
-    sleep 0.1
-done
+start_redis "$work" bench-ceiling
+rport=$redis_port
 
 echo "== starting a ringcached node and the echo server" >&2
 "$ringctl" local up --detach --dir "$work/local" --memory 1GiB >&2
-eport=$(free_port udp)
+eport=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin/examples/quic_echo" "$work/local/certs" "127.0.0.1:$eport" 2>"$work/echo.log" &
 pids+=($!)
 sed "s/^endpoints = .*/endpoints = [\"127.0.0.1:$eport\"]/" "$work/local/client.toml" \

@@ -43,11 +43,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "== installing redis-server" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+# shellcheck source=lib/redis.sh
+. scripts/lib/redis.sh
+need_redis_server
 
 started=$(date -u +'%Y-%m-%d %H:%M UTC')
 echo "== building (release)" >&2
@@ -55,12 +53,8 @@ cargo build --release --bins --locked >&2
 ringctl=${CARGO_TARGET_DIR:-target}/release/ringctl
 
 work=$(mktemp -d)
-redis_pid=
 cleanup() {
-    if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
-        kill "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-    fi
+    stop_redis
     if [ -f "$work/local/node-1/pid" ]; then
         "$ringctl" local down --dir "$work/local" --force >/dev/null 2>&1 || true
     fi
@@ -69,20 +63,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A free TCP port on loopback (a race with another process is possible but harmless:
-# redis-server would fail to start and the wait below would say so).
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
-    --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
-for _ in $(seq 100); do
-    if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then break; fi
-    if ! kill -0 "$redis_pid" 2>/dev/null; then
-        echo "bench-vs-redis: redis-server exited: $(tail -n 3 "$work/redis.log")" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+start_redis "$work" bench-vs-redis
+port=$redis_port
 
 echo "== starting a ringcached node" >&2
 "$ringctl" local up --detach --dir "$work/local" --memory 1GiB >&2

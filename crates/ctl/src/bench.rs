@@ -180,6 +180,13 @@ impl Plan {
         }
     }
 
+    pub(crate) fn driver_name(&self) -> &'static str {
+        match self.driver {
+            BenchDriver::Client => "client",
+            BenchDriver::Lean => "lean",
+        }
+    }
+
     pub(crate) fn dist_name(&self) -> &'static str {
         match self.dist {
             KeyDist::Uniform => "uniform",

@@ -44,6 +44,12 @@ impl std::ops::Deref for ShardCell {
     }
 }
 
+/// A key's hash in one engine, from [`Engine::prefetch_table`], for the later prefetch
+/// steps of the same key in the same engine (a hash from another engine or key only
+/// wastes the prefetch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchHash(u64);
+
 /// A byte- or entry-bounded in-memory store with a pluggable eviction policy.
 ///
 /// Keys hash (seeded: two multiplies for keys of up to 16 bytes, xxh3 beyond) to one of a power-of-two number of shards, each behind its
@@ -212,8 +218,8 @@ impl Engine {
         crate::hash::hash(key, self.seed)
     }
 
-    /// The shard for a hash: bits 32.. of the hash, which the table's own bucket index
-    /// (low bits) and tag (top 7 bits) do not use.
+    /// The shard for a hash: bits 32.. of the hash, which the table's home group (low
+    /// bits) does not use and its tag (top 16 bits) does not use below 65,536 shards.
     #[inline]
     fn shard(&self, hash: u64) -> &ShardCell {
         &self.shards[((hash >> 32) & self.mask) as usize].0
@@ -294,36 +300,37 @@ impl Engine {
 
     /// The first step of prefetching a batch (see [`Engine::prefetch_entry`]): starts
     /// loading the part of the shard's hash table where `key` is filed, without taking
-    /// the shard's lock. Changes nothing and counts nothing.
+    /// the shard's lock, and returns the key's hash for the next two steps. Changes
+    /// nothing and counts nothing.
     #[inline]
-    pub fn prefetch_table(&self, key: &[u8]) {
+    pub fn prefetch_table(&self, key: &[u8]) -> PrefetchHash {
         let hash = self.hash(key);
         self.shard(hash).hint.prefetch(hash);
+        PrefetchHash(hash)
     }
 
-    /// A hint that `key` will be read soon: starts loading its entry's record into the
-    /// CPU caches and returns at once. Changes nothing and counts nothing.
+    /// The second step of prefetching a batch: starts loading the record of the key
+    /// whose [`PrefetchHash`] [`Engine::prefetch_table`] returned, and returns at once.
+    /// Changes nothing and counts nothing.
     ///
     /// For a caller with a batch of reads at hand (a node with a read buffer of GETs):
     /// call [`Engine::prefetch_table`] for every key of the batch, then this for every
     /// key, then [`Engine::prefetch_value`] for every key, then read them. A lookup in a
     /// cache far larger than the CPU's waits on memory three times in a row (table,
     /// record, value); spread over a batch this way, those waits overlap instead of
-    /// adding up. Each call takes the shard lock briefly.
+    /// adding up. This step and the next take the shard lock briefly.
     #[inline]
-    pub fn prefetch_entry(&self, key: &[u8]) {
-        let hash = self.hash(key);
-        self.shard(hash).lock().prefetch_nodes(hash);
+    pub fn prefetch_entry(&self, hash: PrefetchHash) {
+        self.shard(hash.0).lock().prefetch_nodes(hash.0);
     }
 
-    /// The second step of [`Engine::prefetch_entry`]: starts loading the first bytes
+    /// The third step of [`Engine::prefetch_entry`]: starts loading the first bytes
     /// (up to 256) of `key`'s value. Best called once the entry's record has arrived,
     /// i.e. after [`Engine::prefetch_entry`] was called for the whole batch; on its own it
     /// waits for the record. Changes nothing and counts nothing.
     #[inline]
-    pub fn prefetch_value(&self, key: &[u8]) {
-        let hash = self.hash(key);
-        self.shard(hash).lock().prefetch_value(key, hash);
+    pub fn prefetch_value(&self, key: &[u8], hash: PrefetchHash) {
+        self.shard(hash.0).lock().prefetch_value(key, hash.0);
     }
 
     /// The value and metadata of a live entry without counting an access: no stats, no

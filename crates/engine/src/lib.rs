@@ -77,7 +77,7 @@ mod stats;
 mod table;
 
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
-pub use engine::{Engine, EngineBuilder, RemovalListener};
+pub use engine::{Engine, EngineBuilder, PrefetchHash, RemovalListener};
 pub use entry::{Condition, EntryRef, EntryView, InsertError, InsertOptions, InsertOutcome};
 pub use policy_kind::{Capacity, Policy, UnknownPolicy};
 pub use stats::{Removal, RemovalCause, Stats};
@@ -85,6 +85,5 @@ pub use stats::{Removal, RemovalCause, Stats};
 /// Bytes charged per entry on top of its key and value in [`Capacity::Bytes`] mode: the
 /// node record plus its hash-table slot (8 bytes: tag and slot index, in groups kept at
 /// most 7/8 full), plus the policy's per-entry share (expiry heap slot or random-array
-/// slot). Measured from the
-/// real struct sizes, so it is exact for this build, not an estimate.
+/// slot). The record's size is measured from the real struct, so it follows the build.
 pub const ENTRY_OVERHEAD: u64 = (std::mem::size_of::<node::Node>() + 16) as u64;

@@ -569,8 +569,9 @@ fn prefetching_is_not_an_access() {
     let before = engine.stats();
     // Were these reads, `a` would no longer be the least recently used.
     for k in ["a", "a", "nope", "b"] {
-        engine.prefetch_entry(k.as_bytes());
-        engine.prefetch_value(k.as_bytes());
+        let h = engine.prefetch_table(k.as_bytes());
+        engine.prefetch_entry(h);
+        engine.prefetch_value(k.as_bytes(), h);
     }
     let after = engine.stats();
     assert_eq!(
@@ -588,8 +589,9 @@ fn prefetching_is_not_an_access() {
         .insert(b"empty", bytes::Bytes::new(), &InsertOptions::new())
         .expect("fits");
     for k in [&b"big"[..], b"empty"] {
-        engine.prefetch_entry(k);
-        engine.prefetch_value(k);
+        let h = engine.prefetch_table(k);
+        engine.prefetch_entry(h);
+        engine.prefetch_value(k, h);
         assert!(engine.contains(k));
     }
     engine.check_invariants();

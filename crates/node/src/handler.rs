@@ -317,41 +317,49 @@ impl Handler {
     /// the caller calls again once it has handled that many. Changes nothing; a lone
     /// request (depth 1) is not prefetched, since nothing would overlap.
     pub fn prefetch_gets(&self, buf: &[u8], memo: &mut StreamMemo, max_frame: u32) -> usize {
-        let count = self.keyspace.partition_count();
-        let mut gets: [(PartitionId, &[u8]); PREFETCH_BATCH] =
-            [(PartitionId(0), &[]); PREFETCH_BATCH];
-        let (mut n, mut frames, mut at) = (0, 0, 0);
+        // `peek_request` reads GETs and SETs only: the run ends at anything else, at an
+        // incomplete frame, or where the namespace changes.
+        let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
+        let (mut n, mut at) = (0, 0);
         let mut batch_ns = None;
         while n < PREFETCH_BATCH {
-            let Some((_, req, len)) = peek_request(&buf[at..], max_frame) else {
+            let Some((
+                _,
+                RequestRef {
+                    op: OpRef::Get { ns, key } | OpRef::Set { ns, key, .. },
+                    ..
+                },
+                len,
+            )) = peek_request(&buf[at..], max_frame)
+            else {
                 break;
             };
-            if let OpRef::Get { ns, key } | OpRef::Set { ns, key, .. } = req.op {
-                if *batch_ns.get_or_insert(ns) != ns {
-                    break;
-                }
-                gets[n] = (partition_for(ns, key, count), key);
-                n += 1;
+            if *batch_ns.get_or_insert(ns) != ns {
+                break;
             }
+            keys[n] = key;
+            n += 1;
             at += len;
-            frames += 1;
         }
         let Some(ns) = batch_ns.filter(|_| n >= 2) else {
-            return frames.max(1);
+            return n.max(1);
         };
         let Some(namespace) = self.keyspace.namespace_memo(ns, &mut memo.ns) else {
-            return frames;
+            return n;
         };
-        for &(p, key) in &gets[..n] {
-            namespace.partition(p).engine.prefetch_table(key);
+        let count = self.keyspace.partition_count();
+        let mut placed = [None; PREFETCH_BATCH];
+        for (&key, slot) in keys[..n].iter().zip(&mut placed) {
+            let engine = &namespace.partition(partition_for(ns, key, count)).engine;
+            *slot = Some((engine, engine.prefetch_table(key)));
         }
-        for &(p, key) in &gets[..n] {
-            namespace.partition(p).engine.prefetch_entry(key);
+        for &(engine, h) in placed.iter().flatten() {
+            engine.prefetch_entry(h);
         }
-        for &(p, key) in &gets[..n] {
-            namespace.partition(p).engine.prefetch_value(key);
+        for (&key, &(engine, h)) in keys.iter().zip(placed.iter().flatten()) {
+            engine.prefetch_value(key, h);
         }
-        frames
+        n
     }
 
     fn handle_owned(&self, req: RequestRef<'_>) -> Reply {

@@ -27,7 +27,7 @@ use ringcache_proto::{
 use tokio::io::AsyncReadExt as _;
 use tokio::task::JoinSet;
 
-use super::recorder::{Recorder, Recorders, Shared, Window, collect};
+use super::recorder::{Recorder, Recorders, Shared, Window, run_connections};
 use super::workload::{OpKind, Picker, Workload, write_key};
 
 /// Read buffer growth step.
@@ -107,23 +107,26 @@ pub(crate) async fn load(
     shared: &Arc<Shared>,
 ) -> Recorder {
     let ns: Arc<str> = ns.into();
-    let mut loops = JoinSet::new();
-    let recorders = Arc::new(Recorders::default());
-    for (c, conn) in (0u64..).zip(conns) {
-        let pickers = (0..u64::from(depth))
-            .map(|lp| workload.picker(seed, c, lp))
-            .collect();
-        loops.spawn(connection_loop(
-            conn,
-            Arc::clone(&ns),
-            pickers,
-            Arc::clone(workload),
-            window,
-            Arc::clone(shared),
-            Arc::clone(&recorders),
-        ));
-    }
-    collect(loops, &recorders, &window, shared, u64::from(depth)).await
+    run_connections(
+        conns,
+        workload,
+        depth,
+        seed,
+        &window,
+        shared,
+        |conn, pickers, recorders| {
+            connection_loop(
+                conn,
+                Arc::clone(&ns),
+                pickers,
+                Arc::clone(workload),
+                window,
+                Arc::clone(shared),
+                recorders,
+            )
+        },
+    )
+    .await
 }
 
 /// What an answer is, as far as the loops care.

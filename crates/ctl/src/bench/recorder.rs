@@ -2,14 +2,15 @@
 //! ([`Shared`]: progress and errors), and each loop's own latencies ([`Recorder`],
 //! merged at the end, so the hot path takes no lock).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use super::workload::OpKind;
+use super::workload::{OpKind, Picker, Workload};
 
 /// How long requests still unanswered at the end of the measurement may take before
 /// they are abandoned (so a stuck server cannot hold the run open).
@@ -94,6 +95,32 @@ impl Recorders {
         }
         total
     }
+}
+
+/// Runs a run's request loops: for each connection, `start(conn, pickers, recorders)`
+/// with the connection's `depth` pickers (one per loop, seeded by connection and loop)
+/// spawned as one task; then [`collect`]s them.
+pub(crate) async fn run_connections<C, Fut>(
+    conns: impl IntoIterator<Item = C>,
+    workload: &Arc<Workload>,
+    depth: u32,
+    seed: u64,
+    window: &Window,
+    shared: &Shared,
+    mut start: impl FnMut(C, Vec<Picker>, Arc<Recorders>) -> Fut,
+) -> Recorder
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut loops = JoinSet::new();
+    let recorders = Arc::new(Recorders::default());
+    for (c, conn) in (0u64..).zip(conns) {
+        let pickers = (0..u64::from(depth))
+            .map(|lp| workload.picker(seed, c, lp))
+            .collect();
+        loops.spawn(start(conn, pickers, Arc::clone(&recorders)));
+    }
+    collect(loops, &recorders, window, shared, u64::from(depth)).await
 }
 
 /// Waits for the loops until `window.hard_stop`, abandons those still waiting for an

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::recorder::{Recorder, Recorders, Shared, Window, collect};
+use super::recorder::{Recorder, Recorders, Shared, Window, run_connections};
 use super::resp::{self, Reply};
 use super::workload::{OpKind, Picker, Workload, next_batch, write_key};
 use super::{Fill, FillProgress, System};
@@ -223,22 +223,25 @@ pub(crate) async fn load(
     window: Window,
     shared: &Arc<Shared>,
 ) -> Recorder {
-    let mut loops = JoinSet::new();
-    let recorders = Arc::new(Recorders::default());
-    for (c, conn) in (0u64..).zip(conns) {
-        let pickers = (0..u64::from(depth))
-            .map(|lp| workload.picker(seed, c, lp))
-            .collect();
-        loops.spawn(connection_loop(
-            conn,
-            pickers,
-            Arc::clone(workload),
-            window,
-            Arc::clone(shared),
-            Arc::clone(&recorders),
-        ));
-    }
-    collect(loops, &recorders, &window, shared, u64::from(depth)).await
+    run_connections(
+        conns,
+        workload,
+        depth,
+        seed,
+        &window,
+        shared,
+        |conn, pickers, recorders| {
+            connection_loop(
+                conn,
+                pickers,
+                Arc::clone(workload),
+                window,
+                Arc::clone(shared),
+                recorders,
+            )
+        },
+    )
+    .await
 }
 
 /// A command waiting for its reply.

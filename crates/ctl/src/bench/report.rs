@@ -182,10 +182,7 @@ impl Report {
                 ns: plan.ns.clone(),
                 threads: plan.threads,
                 seed: plan.seed,
-                driver: match plan.driver {
-                    crate::cli::BenchDriver::Client => "client",
-                    crate::cli::BenchDriver::Lean => "lean",
-                },
+                driver: plan.driver_name(),
             },
             fill: fills
                 .iter()

@@ -15,7 +15,7 @@ use futures::task::AtomicWaker;
 use ringcache_client::{Client, ClientConfig, Endpoint, SetOptions};
 use tokio::task::JoinSet;
 
-use super::recorder::{Recorder, Recorders, Shared, Window, collect};
+use super::recorder::{Recorder, Recorders, Shared, Window, run_connections};
 use super::workload::{OpKind, Picker, Workload, next_batch, write_key};
 use super::{Fill, FillProgress};
 
@@ -126,23 +126,26 @@ pub(crate) async fn load(
     shared: &Arc<Shared>,
 ) -> Recorder {
     let ns: Arc<str> = ns.into();
-    let mut loops = JoinSet::new();
-    let recorders = Arc::new(Recorders::default());
-    for (c, client) in (0u64..).zip(clients) {
-        let pickers = (0..u64::from(depth))
-            .map(|lp| workload.picker(seed, c, lp))
-            .collect();
-        loops.spawn(connection_loop(
-            client.clone(),
-            Arc::clone(&ns),
-            pickers,
-            workload.value.clone(),
-            window,
-            Arc::clone(shared),
-            Arc::clone(&recorders),
-        ));
-    }
-    collect(loops, &recorders, &window, shared, u64::from(depth)).await
+    run_connections(
+        clients,
+        workload,
+        depth,
+        seed,
+        &window,
+        shared,
+        |client, pickers, recorders| {
+            connection_loop(
+                client.clone(),
+                Arc::clone(&ns),
+                pickers,
+                workload.value.clone(),
+                window,
+                Arc::clone(shared),
+                recorders,
+            )
+        },
+    )
+    .await
 }
 
 /// `key:<n>` without an allocation: at most 4 + 20 digits.
