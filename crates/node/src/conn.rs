@@ -14,12 +14,11 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use ringcache_proto::{
     ErrorCode, FrameError, RequestId, Response, WireError, decode_request, encode_response,
-    peek_request,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::handler::{Handler, Reply, StreamMemo, encode_error};
+use crate::handler::{Handler, Reply, ScanBatch, StreamMemo, encode_error};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 << 10;
@@ -68,21 +67,22 @@ where
     tokio::pin!(stop);
     loop {
         let mut fatal = None;
-        // Frames at the front of `inbuf` whose entries were prefetched.
-        let mut prefetched = 0;
         loop {
-            if prefetched == 0 {
-                prefetched = handler.prefetch_gets(&inbuf, &mut memo, max_frame);
-            }
-            prefetched -= 1;
-            // GETs and SETs are read in place; everything else (and every error) is
-            // left to `decode_request`.
-            if let Some((id, req, len)) = peek_request(&inbuf, max_frame) {
-                let reply = handler.handle_ref(id, req, &mut memo, max_frame, &mut outbuf);
-                inbuf.advance(len);
-                if let Some(reply) = reply {
-                    take(id, reply, &mut waiting, max_frame, &mut outbuf);
+            // GETs and SETs are read in place, a batch at a time (their entries
+            // prefetched together); everything else (and every error) is left to
+            // `decode_request`.
+            let mut batch = ScanBatch::default();
+            handler.scan_gets(&inbuf, &mut memo, max_frame, &mut batch);
+            if !batch.is_empty() {
+                for scanned in batch.iter() {
+                    if let Some(reply) =
+                        handler.handle_scanned(scanned, &mut memo, max_frame, &mut outbuf)
+                    {
+                        take(scanned.id, reply, &mut waiting, max_frame, &mut outbuf);
+                    }
                 }
+                let used = batch.bytes();
+                inbuf.advance(used);
                 continue;
             }
             match decode_request(&mut inbuf, max_frame) {

@@ -26,8 +26,66 @@ use crate::keyspace::{Keyspace, Namespace, NsMemo, Partition};
 use crate::routing::{InFlight, Routing, TableMemo};
 use crate::strategy::Strategy;
 
-/// Requests whose entries [`Handler::prefetch_gets`] loads together at most.
+/// Requests whose entries [`Handler::scan_gets`] loads together at most.
 pub const PREFETCH_BATCH: usize = 16;
+
+/// A GET or SET read in place from the front of a stream's buffer by
+/// [`Handler::scan_gets`], to be answered by [`Handler::handle_scanned`].
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned<'a> {
+    /// The request's id.
+    pub id: RequestId,
+    /// The request, borrowing the buffer.
+    pub req: RequestRef<'a>,
+    /// The frame's length: what to advance the buffer by once it is answered.
+    pub len: usize,
+    /// The key's partition, when the scan computed it (to prefetch its entry), so that
+    /// the answer does not hash the key again.
+    partition: Option<PartitionId>,
+}
+
+/// The GETs and SETs at the front of a stream's buffer, at most [`PREFETCH_BATCH`], in
+/// order; see [`Handler::scan_gets`]. Filled in place (it is over a kilobyte: moving
+/// it would copy all of it).
+#[derive(Debug)]
+pub struct ScanBatch<'a> {
+    items: [Option<Scanned<'a>>; PREFETCH_BATCH],
+    len: usize,
+}
+
+impl Default for ScanBatch<'_> {
+    fn default() -> Self {
+        Self {
+            items: [None; PREFETCH_BATCH],
+            len: 0,
+        }
+    }
+}
+
+impl<'a> ScanBatch<'a> {
+    /// How many requests the scan read.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer starts with anything but a complete GET or SET.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The requests, in stream order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scanned<'a>> {
+        self.items[..self.len].iter().flatten()
+    }
+
+    /// How many bytes the requests take at the front of the buffer.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.iter().map(|s| s.len).sum()
+    }
+}
 
 /// What one request stream remembers between requests so the next needs no shared
 /// lock: its last namespace and the partition table (see [`Handler::handle_ref`]).
@@ -248,13 +306,47 @@ impl Handler {
         max_frame: u32,
         out: &mut BytesMut,
     ) -> Option<Reply> {
+        self.handle_ref_in(id, req, None, memo, max_frame, out)
+    }
+
+    /// As [`Handler::handle_ref`] for a request [`Handler::scan_gets`] read.
+    #[must_use]
+    pub fn handle_scanned(
+        &self,
+        scanned: &Scanned<'_>,
+        memo: &mut StreamMemo,
+        max_frame: u32,
+        out: &mut BytesMut,
+    ) -> Option<Reply> {
+        self.handle_ref_in(
+            scanned.id,
+            scanned.req,
+            scanned.partition,
+            memo,
+            max_frame,
+            out,
+        )
+    }
+
+    /// [`Handler::handle_ref`], given the key's partition if it is known already.
+    fn handle_ref_in(
+        &self,
+        id: RequestId,
+        req: RequestRef<'_>,
+        partition: Option<PartitionId>,
+        memo: &mut StreamMemo,
+        max_frame: u32,
+        out: &mut BytesMut,
+    ) -> Option<Reply> {
         let (OpRef::Get { ns, key } | OpRef::Set { ns, key, .. }) = req.op else {
             return Some(self.handle_owned(req));
         };
         if let Err(e) = self.limits.check_ref(req.op) {
             return Some(Reply::Ready(Response::Error(e)));
         }
-        let p = partition_for(ns, key, self.keyspace.partition_count());
+        let count = self.keyspace.partition_count();
+        let p = partition.unwrap_or_else(|| partition_for(ns, key, count));
+        debug_assert_eq!(p, partition_for(ns, key, count), "a stale partition hint");
         let admitted = match self.routing.admit_scoped(p, req.epoch, &mut memo.table) {
             Ok(a) => a,
             Err(e) => return Some(Reply::Ready(Response::Error(e))),
@@ -305,61 +397,78 @@ impl Handler {
         Some(Reply::Ready(response))
     }
 
-    /// Starts loading the engine entries of the GETs and SETs at the front of `buf` into
-    /// the CPU caches, so that their lookups, made next by [`Handler::handle_ref`], find
-    /// them there: over a keyspace much larger than the caches, each request would
-    /// otherwise wait on memory three or four times in a row (table, record, value; a
-    /// SET reads the record and frees the old value), one request after the other. Here
-    /// the waits of up to [`PREFETCH_BATCH`] requests of one namespace overlap (three
-    /// passes: the table lines, the records, the values; see `Engine::prefetch_entry`).
+    /// Reads the GETs and SETs at the front of `buf` (up to [`PREFETCH_BATCH`], one
+    /// namespace: the run ends at anything else, at an incomplete frame, or where the
+    /// namespace changes) for [`Handler::handle_scanned`] to answer in order, and starts
+    /// loading their engine entries into the CPU caches. Over a keyspace much larger
+    /// than the caches each request would otherwise wait on memory three or four times
+    /// in a row (table, record, value; a SET reads the record and frees the old value),
+    /// one request after the other; here the waits of the batch overlap (three passes:
+    /// the table lines, the records, the values; see `Engine::prefetch_entry`). The
+    /// partitions computed for that are kept with the requests, so each key is hashed
+    /// for its partition once.
     ///
-    /// Returns how many complete frames it looked at, at least 1 when `buf` holds one:
-    /// the caller calls again once it has handled that many. Changes nothing; a lone
-    /// request (depth 1) is not prefetched, since nothing would overlap.
-    pub fn prefetch_gets(&self, buf: &[u8], memo: &mut StreamMemo, max_frame: u32) -> usize {
-        // `peek_request` reads GETs and SETs only: the run ends at anything else, at an
-        // incomplete frame, or where the namespace changes.
-        let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
-        let (mut n, mut at) = (0, 0);
+    /// Fills `batch` (whatever it held is dropped). Empty when `buf` does not start
+    /// with a complete GET or SET: the caller decodes
+    /// (and answers or reports) that frame another way. Changes nothing; a lone request
+    /// (depth 1) is not prefetched, since nothing would overlap.
+    pub fn scan_gets<'a>(
+        &self,
+        buf: &'a [u8],
+        memo: &mut StreamMemo,
+        max_frame: u32,
+        batch: &mut ScanBatch<'a>,
+    ) {
+        batch.len = 0;
+        let mut at = 0;
         let mut batch_ns = None;
-        while n < PREFETCH_BATCH {
-            let Some((
-                _,
-                RequestRef {
-                    op: OpRef::Get { ns, key } | OpRef::Set { ns, key, .. },
-                    ..
-                },
-                len,
-            )) = peek_request(&buf[at..], max_frame)
-            else {
+        while batch.len < PREFETCH_BATCH {
+            let Some((id, req, len)) = peek_request(&buf[at..], max_frame) else {
+                break;
+            };
+            // `peek_request` reads GETs and SETs only.
+            let (OpRef::Get { ns, .. } | OpRef::Set { ns, .. }) = req.op else {
                 break;
             };
             if *batch_ns.get_or_insert(ns) != ns {
                 break;
             }
-            keys[n] = key;
-            n += 1;
+            batch.items[batch.len] = Some(Scanned {
+                id,
+                req,
+                len,
+                partition: None,
+            });
+            batch.len += 1;
             at += len;
         }
-        let Some(ns) = batch_ns.filter(|_| n >= 2) else {
-            return n.max(1);
+        let Some(ns) = batch_ns.filter(|_| batch.len >= 2) else {
+            return;
         };
         let Some(namespace) = self.keyspace.namespace_memo(ns, &mut memo.ns) else {
-            return n;
+            return;
         };
         let count = self.keyspace.partition_count();
         let mut placed = [None; PREFETCH_BATCH];
-        for (&key, slot) in keys[..n].iter().zip(&mut placed) {
-            let engine = &namespace.partition(partition_for(ns, key, count)).engine;
-            *slot = Some((engine, engine.prefetch_table(key)));
+        for (item, slot) in batch.items[..batch.len]
+            .iter_mut()
+            .flatten()
+            .zip(&mut placed)
+        {
+            let (OpRef::Get { key, .. } | OpRef::Set { key, .. }) = item.req.op else {
+                continue;
+            };
+            let p = partition_for(ns, key, count);
+            item.partition = Some(p);
+            let engine = &namespace.partition(p).engine;
+            *slot = Some((engine, key, engine.prefetch_table(key)));
         }
-        for &(engine, h) in placed.iter().flatten() {
+        for &(engine, _, h) in placed.iter().flatten() {
             engine.prefetch_entry(h);
         }
-        for (&key, &(engine, h)) in keys.iter().zip(placed.iter().flatten()) {
+        for &(engine, key, h) in placed.iter().flatten() {
             engine.prefetch_value(key, h);
         }
-        n
     }
 
     fn handle_owned(&self, req: RequestRef<'_>) -> Reply {

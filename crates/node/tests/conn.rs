@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_node::config::NamespaceConfig;
 use ringcache_node::conn::{StreamEnd, serve_stream};
-use ringcache_node::handler::Handler;
+use ringcache_node::handler::{Handler, Reply, ScanBatch, StreamMemo};
 use ringcache_node::keyspace::Keyspace;
 use ringcache_proto::{
     Epoch, ErrorCode, FrameError, Limits, NodeId, Op, PROTOCOL_VERSION, Request, RequestId,
-    Response, WriteCondition, decode, encode,
+    Response, WriteCondition, decode, decode_response, encode, peek_request,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
@@ -377,11 +377,17 @@ async fn a_stream_sees_namespaces_created_and_changed_while_it_is_open() {
     }
 }
 
-/// `Handler::prefetch_gets` looks at the GETs and SETs at the front of a buffer, one
-/// namespace at a time, says how many frames it covered, and changes nothing.
+fn scan<'a>(h: &Handler, buf: &'a [u8], memo: &mut StreamMemo) -> ScanBatch<'a> {
+    let mut batch = ScanBatch::default();
+    h.scan_gets(buf, memo, MAX_FRAME, &mut batch);
+    batch
+}
+
+/// `Handler::scan_gets` reads the GETs and SETs at the front of a buffer, one namespace
+/// at a time, prefetches their entries without changing anything, and the requests it
+/// read (with the partitions it computed) are answered as if read one by one.
 #[test]
-fn prefetching_covers_a_run_of_gets_and_sets_and_changes_nothing() {
-    use ringcache_node::handler::StreamMemo;
+fn scanning_covers_a_run_of_gets_and_sets_and_changes_nothing() {
     let h = handler();
     let mut memo = StreamMemo::default();
     let get = |id, key: &str| {
@@ -424,7 +430,14 @@ fn prefetching_covers_a_run_of_gets_and_sets_and_changes_nothing() {
     buf.extend_from_slice(&set(3, "d"));
     let partial = get(4, "e");
     buf.extend_from_slice(&partial[..partial.len() / 2]);
-    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 4);
+    let batch = scan(&h, &buf, &mut memo);
+    assert_eq!(batch.len(), 4);
+    assert_eq!(
+        batch.iter().map(|s| s.id.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "in stream order"
+    );
+    assert_eq!(batch.bytes(), buf.len() - partial.len() / 2);
     // Another namespace ends the run; so does any other operation.
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&get(0, "a"));
@@ -435,24 +448,77 @@ fn prefetching_covers_a_run_of_gets_and_sets_and_changes_nothing() {
             key: b"a".to_vec().into(),
         },
     ));
-    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 1);
+    assert_eq!(scan(&h, &buf, &mut memo).len(), 1);
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&get(0, "a"));
     buf.extend_from_slice(&get(1, "b"));
     buf.extend_from_slice(&frame(2, Op::Ping));
     buf.extend_from_slice(&get(3, "c"));
-    assert_eq!(h.prefetch_gets(&buf, &mut memo, MAX_FRAME), 2);
-    // Nothing complete: 1, so the caller moves on to decoding (and waiting for more).
-    assert_eq!(h.prefetch_gets(&[], &mut memo, MAX_FRAME), 1);
-    assert_eq!(h.prefetch_gets(&partial[..3], &mut memo, MAX_FRAME), 1);
+    assert_eq!(scan(&h, &buf, &mut memo).len(), 2);
+    // Nothing complete, or another operation first: empty, so the caller decodes (or
+    // waits for more).
+    assert!(scan(&h, &[], &mut memo).is_empty());
+    assert!(scan(&h, &partial[..3], &mut memo).is_empty());
+    assert!(scan(&h, &frame(0, Op::Ping), &mut memo).is_empty());
     // More than a batch: a batch's worth.
     let mut buf = BytesMut::new();
     for i in 0..40u64 {
         buf.extend_from_slice(&get(i, &format!("k{i}")));
     }
-    assert_eq!(
-        h.prefetch_gets(&buf, &mut memo, MAX_FRAME),
-        ringcache_node::handler::PREFETCH_BATCH
-    );
+    let batch = scan(&h, &buf, &mut memo);
+    assert_eq!(batch.len(), ringcache_node::handler::PREFETCH_BATCH);
     assert_eq!(stats(&ns), before, "prefetching counts no access");
+
+    // Answered from the batch: SETs of 16 keys spread over the partitions, then GETs
+    // of them read back through a second scan, each landing where a lone request
+    // (hashing its own key) finds it.
+    let mut buf = BytesMut::new();
+    for i in 0..16u64 {
+        buf.extend_from_slice(&set(i, &format!("s{i}")));
+    }
+    let batch = scan(&h, &buf, &mut memo);
+    assert_eq!(batch.len(), 16);
+    let mut out = BytesMut::new();
+    for s in batch.iter() {
+        match h.handle_scanned(s, &mut memo, MAX_FRAME, &mut out) {
+            Some(Reply::Ready(Response::Stored { .. })) => {}
+            other => panic!("expected stored, got {other:?}"),
+        }
+    }
+    let mut buf = BytesMut::new();
+    for i in 0..16u64 {
+        buf.extend_from_slice(&get(100 + i, &format!("s{i}")));
+    }
+    let batch = scan(&h, &buf, &mut memo);
+    for s in batch.iter() {
+        assert!(
+            h.handle_scanned(s, &mut memo, MAX_FRAME, &mut out)
+                .is_none()
+        );
+    }
+    let mut found = 0;
+    while let Some((id, response)) = decode_response(&mut out, MAX_FRAME).expect("a response") {
+        assert!(
+            matches!(response, Response::Value(Some(ref v)) if v.value == Bytes::from_static(b"v")),
+            "request {id:?}: {response:?}"
+        );
+        found += 1;
+    }
+    assert_eq!(found, 16);
+    for i in 0..16u64 {
+        let mut out = BytesMut::new();
+        let lone = get(200 + i, &format!("s{i}"));
+        let (id, req, _) = peek_request(&lone, MAX_FRAME).expect("a GET");
+        assert!(
+            h.handle_ref(id, req, &mut memo, MAX_FRAME, &mut out)
+                .is_none()
+        );
+        let (_, response) = decode_response(&mut out, MAX_FRAME)
+            .expect("a response")
+            .expect("complete");
+        assert!(
+            matches!(response, Response::Value(Some(_))),
+            "key s{i} alone: {response:?}"
+        );
+    }
 }
