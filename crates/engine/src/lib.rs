@@ -34,8 +34,9 @@
 //!
 //! # Concurrency
 //! Keys hash (seeded; a folded multiply for keys of up to 16 bytes, xxh3 for longer
-//! ones) to a power-of-two number of shards; each shard is a
-//! `parking_lot::Mutex` around its own slab, hash table, expiry heap and policy, on its
+//! ones) to a power-of-two number of shards (by default as many as leave each at least
+//! 128 entries, or 512 KiB in byte mode, at most 64; see `EngineBuilder::shards`);
+//! each shard is a `parking_lot::Mutex` around its own slab, hash table, expiry heap and policy, on its
 //! own cache lines. A call locks one shard (whole-engine calls visit them in turn), so
 //! threads collide only on the same shard; a hit costs one uncontended lock/unlock pair
 //! (two atomic operations) plus the policy's bookkeeping, which for the default is a
