@@ -88,7 +88,7 @@ impl<'a> ScanBatch<'a> {
 }
 
 /// What one request stream remembers between requests so the next needs no shared
-/// lock: its last namespace and the partition table (see [`Handler::handle_ref`]).
+/// lock: its last namespace and the partition table (see [`Handler::handle_scanned`]).
 #[derive(Debug, Default)]
 pub struct StreamMemo {
     ns: NsMemo,
@@ -291,25 +291,13 @@ impl Handler {
         }
     }
 
-    /// Answers a request given by borrowed parts (as `ringcache_proto::peek_request`
-    /// reads it from the stream's buffer). A GET or SET on a namespace without a store is
-    /// served here without building a [`Request`]: a GET's answer is encoded into `out`
-    /// straight from the engine's copy of the value (`None` returned: nothing left to
-    /// do). Anything else is answered as [`Handler::handle`] answers it. Checks, errors
-    /// and their order are those of [`Handler::handle`].
-    #[must_use]
-    pub fn handle_ref(
-        &self,
-        id: RequestId,
-        req: RequestRef<'_>,
-        memo: &mut StreamMemo,
-        max_frame: u32,
-        out: &mut BytesMut,
-    ) -> Option<Reply> {
-        self.handle_ref_in(id, req, None, memo, max_frame, out)
-    }
-
-    /// As [`Handler::handle_ref`] for a request [`Handler::scan_gets`] read.
+    /// Answers a request [`Handler::scan_gets`] read in place from the stream's buffer.
+    /// A GET or SET on a namespace without a store is served here without building a
+    /// [`Request`]: a GET's answer is encoded into `out` straight from the engine's copy
+    /// of the value (`None` returned: nothing left to do). Anything else is answered as
+    /// [`Handler::handle`] answers it. Checks, errors and their order are those of
+    /// [`Handler::handle`]. The key is hashed for its partition only if the scan did
+    /// not already.
     #[must_use]
     pub fn handle_scanned(
         &self,
@@ -318,26 +306,9 @@ impl Handler {
         max_frame: u32,
         out: &mut BytesMut,
     ) -> Option<Reply> {
-        self.handle_ref_in(
-            scanned.id,
-            scanned.req,
-            scanned.partition,
-            memo,
-            max_frame,
-            out,
-        )
-    }
-
-    /// [`Handler::handle_ref`], given the key's partition if it is known already.
-    fn handle_ref_in(
-        &self,
-        id: RequestId,
-        req: RequestRef<'_>,
-        partition: Option<PartitionId>,
-        memo: &mut StreamMemo,
-        max_frame: u32,
-        out: &mut BytesMut,
-    ) -> Option<Reply> {
+        let Scanned {
+            id, req, partition, ..
+        } = *scanned;
         let (OpRef::Get { ns, key } | OpRef::Set { ns, key, .. }) = req.op else {
             return Some(self.handle_owned(req));
         };
@@ -420,6 +391,7 @@ impl Handler {
         batch: &mut ScanBatch<'a>,
     ) {
         batch.len = 0;
+        let mut keys: [&[u8]; PREFETCH_BATCH] = [&[]; PREFETCH_BATCH];
         let mut at = 0;
         let mut batch_ns = None;
         while batch.len < PREFETCH_BATCH {
@@ -427,12 +399,13 @@ impl Handler {
                 break;
             };
             // `peek_request` reads GETs and SETs only.
-            let (OpRef::Get { ns, .. } | OpRef::Set { ns, .. }) = req.op else {
+            let (OpRef::Get { ns, key } | OpRef::Set { ns, key, .. }) = req.op else {
                 break;
             };
             if *batch_ns.get_or_insert(ns) != ns {
                 break;
             }
+            keys[batch.len] = key;
             batch.items[batch.len] = Some(Scanned {
                 id,
                 req,
@@ -450,14 +423,8 @@ impl Handler {
         };
         let count = self.keyspace.partition_count();
         let mut placed = [None; PREFETCH_BATCH];
-        for (item, slot) in batch.items[..batch.len]
-            .iter_mut()
-            .flatten()
-            .zip(&mut placed)
-        {
-            let (OpRef::Get { key, .. } | OpRef::Set { key, .. }) = item.req.op else {
-                continue;
-            };
+        let items = batch.items[..batch.len].iter_mut().flatten();
+        for ((item, &key), slot) in items.zip(&keys).zip(&mut placed) {
             let p = partition_for(ns, key, count);
             item.partition = Some(p);
             let engine = &namespace.partition(p).engine;
